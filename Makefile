@@ -1,0 +1,30 @@
+# downpour: the two commands. `make demo` and `make test` each create the
+# virtual environment when it is missing (torch pinned to the CPU build first,
+# then the package with its extras under constraints.txt), then run.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.downpour-installed
+RUN    ?= runs/demo
+
+.PHONY: demo test lint setup clean
+
+demo: $(STAMP)
+	$(BIN)/downpour demo --out $(RUN)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[all]"
+	@touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,171 @@
+"""The ``downpour`` command line: one sub-command per step, each a thin layer
+over a library function.
+
+Every command takes ``--config FILE`` (a YAML file or a preset name from
+``configs/``) and any number of ``--set section.key=value`` overrides. Input
+problems print one ``error:`` line naming the file, variable or key, and exit
+with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from downpour import __version__
+from downpour.config import Config, config_to_yaml, load_config
+from downpour.errors import DownpourError
+
+__all__ = ["main"]
+
+console = Console(stderr=False, highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _config_options(default: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add ``--config`` and ``--set`` to a command and pass the loaded Config as ``cfg``.
+
+    Parameters
+    ----------
+    default
+        Preset used when ``--config`` is not given (``None``: built-in defaults).
+    """
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @click.option(
+            "--config",
+            "-c",
+            "config_path",
+            default=default,
+            help="YAML config file or preset name (configs/*.yaml)"
+            + (f" [default: {default}]." if default else "; default: built-in defaults."),
+        )
+        @click.option(
+            "--set",
+            "overrides",
+            multiple=True,
+            metavar="SECTION.KEY=VALUE",
+            help="Override one config value, e.g. --set train.epochs=5 (repeatable).",
+        )
+        @functools.wraps(func)
+        def wrapper(config_path: str | None, overrides: tuple[str, ...], **kwargs: Any) -> Any:
+            return func(cfg=load_config(config_path, overrides), **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+class _Group(click.Group):
+    """Group that turns DownpourError into one clean error line (exit 2)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DownpourError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="downpour")
+def cli() -> None:
+    """downpour: deep-learning precipitation toolkit.
+
+    \b
+    Steps of the main job (DESIGN.md §1):
+      prepare   files or the embedded dataset → training store + data card
+      demo      the whole job on the embedded dataset
+      config    print the resolved configuration
+    """
+
+
+def card_table(card: dict[str, Any]) -> Table:
+    """Return the data card as a rich table (one row per split)."""
+    units = card["units"]
+    g = card["grid"]
+    th = card["thresholds"]
+    title = (
+        f"{card['name']}: {g['high_res'][0]}×{g['high_res'][1]} ← {g['low_res'][0]}×{g['low_res'][1]} "
+        f"(×{g['scale_factor']}), {len(card['channels'])} predictor(s) {card['channels']}, "
+        f"static {card['static_channels']}\n"
+        f"wet-value thresholds (train): P90 {th['P90']:.1f}  P95 {th['P95']:.1f}  "
+        f"P99 {th['P99']:.1f} {units}; valid cells {g['valid_cells']} ({g['valid_fraction']:.0%})"
+    )
+    table = Table(title=title, title_justify="left", caption=f"values in {units}")
+    for col in ("split", "dates", "days", "wet", "mean", "max", "heavy"):
+        table.add_column(col, justify="left" if col in ("split", "dates") else "right", no_wrap=True)
+    for name, s in card["splits"].items():
+        table.add_row(
+            name,
+            f"{s['start']}..{s['end']}",
+            str(s["days"]),
+            f"{s['wet_fraction']:.3f}",
+            f"{s['mean']:.2f}",
+            f"{s['max']:.1f}",
+            str(s["heavy_days"]),
+        )
+    return table
+
+
+def _run_prepare(cfg: Config, out: Path) -> dict[str, Any]:
+    from downpour.data.prepare import prepare
+
+    t0 = time.perf_counter()
+    source = "the embedded dataset" if cfg.data.target is None else str(cfg.data.target.path)
+    with console.status(f"preparing {source} → {out}/data/store.zarr"):
+        card = prepare(cfg, out)
+    console.print(card_table(card))
+    h = card["heavy"]
+    console.print(
+        f"heavy day: domain {h['statistic']} ≥ {h['threshold']:.2f} {card['units']} "
+        f"(train P{h['quantile'] * 100:g}); unused days {card['unused_days']}; "
+        f"negative values clipped {card['clipped_negative_values']}"
+    )
+    console.print(f"wrote {out}/data/store.zarr, {out}/data/card.json in {time.perf_counter() - t0:.1f} s")
+    return card
+
+
+@cli.command()
+@_config_options()
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
+              help="Run directory (default: runs/<name>).")
+def prepare(cfg: Config, out: Path | None) -> None:
+    """Build the chunked zarr training store and the JSON data card."""
+    _run_prepare(cfg, out or Path("runs") / cfg.name)
+
+
+@cli.command()
+@_config_options(default="demo")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("runs/demo"),
+              show_default=True, help="Run directory.")
+def demo(cfg: Config, out: Path) -> None:
+    """Run the main job on the embedded dataset (default config: the demo preset)."""
+    _run_prepare(cfg, out)
+
+
+@cli.command("config")
+@_config_options()
+def show_config(cfg: Config) -> None:
+    """Print the resolved configuration (every key, defaults included) as YAML."""
+    click.echo(config_to_yaml(cfg), nl=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="downpour")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+"""Reading NetCDF and zarr into one canonical layout.
+
+Whatever the file's dimension order, latitude direction or coordinate style,
+:func:`load_field` returns a DataArray with dims ``(time, y, x)`` (or
+``(y, x)`` for static fields), latitude increasing along ``y`` and longitude
+along ``x``, coordinates ``lat``/``lon`` (1-D along y/x, or 2-D), float32
+values, packed integers decoded (``scale_factor``/``add_offset``) and fill
+values as NaN. Precipitation variables are converted to the target units.
+Every problem raises :class:`~downpour.errors.DownpourError` naming the file
+and the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+
+from downpour.config import VariableSource
+from downpour.data.units import conversion_factor, is_amount
+from downpour.errors import DownpourError
+
+__all__ = ["describe", "load_field", "open_file", "time_step_hours"]
+
+_TIME_NAMES = ("time", "t", "valid_time", "date", "datetime")
+_Y_NAMES = ("lat", "latitude", "y", "rlat", "nlat", "south_north", "j", "row")
+_X_NAMES = ("lon", "longitude", "x", "rlon", "nlon", "west_east", "i", "col")
+_LAT_NAMES = ("lat", "latitude", "nav_lat", "xlat", "lats")
+_LON_NAMES = ("lon", "longitude", "nav_lon", "xlong", "lons")
+
+
+def describe(src: VariableSource) -> str:
+    """Return ``"variable 'tp' in file /path"`` for messages."""
+    return f"variable '{src.variable}' in {src.path}"
+
+
+def open_file(path: Path, role: str) -> xr.Dataset:
+    """Open a NetCDF file or a zarr store lazily.
+
+    Parameters
+    ----------
+    path
+        ``*.nc``/``*.nc4``/``*.h5`` file, or a zarr directory.
+    role
+        Config key of the source (``"data.target"``), for error messages.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DownpourError(
+            f"{role}: file {path} not found; fix '{role}.path' in the config "
+            "(relative paths are read from the config file's folder)"
+        )
+    try:
+        if path.is_dir() or path.suffix == ".zarr":
+            return xr.open_zarr(path, chunks=None, consolidated=None)
+        return xr.open_dataset(path, chunks=None)
+    except Exception as exc:  # the backends raise many kinds for unreadable files
+        raise DownpourError(
+            f"{role}: cannot read {path} as NetCDF or zarr ({type(exc).__name__}: {exc}); "
+            "check that the file is complete and not corrupt"
+        ) from None
+
+
+def _find_dim(dims: tuple[str, ...], names: tuple[str, ...], given: str | None) -> str | None:
+    if given is not None:
+        return given if given in dims else None
+    lower = {d.lower(): d for d in dims}
+    return next((lower[n] for n in names if n in lower), None)
+
+
+def _time_dim(da: xr.DataArray, given: str | None) -> str | None:
+    if given is not None:
+        return given if given in da.dims else None
+    for d in da.dims:
+        if d in da.coords and np.issubdtype(da.coords[d].dtype, np.datetime64):
+            return str(d)
+    for d in da.dims:
+        if d in da.coords and da.coords[d].attrs.get("axis") == "T":
+            return str(d)
+    return _find_dim(tuple(map(str, da.dims)), _TIME_NAMES, None)
+
+
+def _latlon(ds: xr.Dataset, da: xr.DataArray, ydim: str, xdim: str, src: VariableSource) -> tuple[
+    xr.DataArray | None, xr.DataArray | None
+]:
+    """Find latitude/longitude arrays (1-D on the dims or 2-D over both)."""
+
+    def pick(given: str | None, names: tuple[str, ...], std: str) -> xr.DataArray | None:
+        cands = [given] if given else []
+        cands += [v for v in ds.variables if ds[v].attrs.get("standard_name") == std]
+        cands += [v for n in names for v in ds.variables if str(v).lower() == n]
+        for name in cands:
+            if name in ds.variables and set(ds[name].dims) <= {ydim, xdim} and ds[name].ndim >= 1:
+                return ds[name]
+        return None
+
+    lat = pick(src.dims.lat, _LAT_NAMES, "latitude")
+    lon = pick(src.dims.lon, _LON_NAMES, "longitude")
+    if lat is None and ydim in ds.coords and ydim.lower() in ("lat", "latitude"):
+        lat = ds[ydim]
+    if lon is None and xdim in ds.coords and xdim.lower() in ("lon", "longitude"):
+        lon = ds[xdim]
+    return lat, lon
+
+
+def time_step_hours(times: np.ndarray) -> float | None:
+    """Return the regular time step in hours, or None if irregular or a single step."""
+    if times.size < 2:
+        return None
+    steps = np.diff(times.astype("datetime64[s]").astype(np.int64)) / 3600.0
+    if np.allclose(steps, steps[0]) and steps[0] > 0:
+        return float(steps[0])
+    # tolerate missing steps: the most common step, if it divides every gap
+    step = float(np.median(steps))
+    if step > 0 and np.allclose(np.round(steps / step), steps / step):
+        return step
+    return None
+
+
+def load_field(
+    src: VariableSource,
+    role: str,
+    *,
+    expect: Literal["time", "static"] = "time",
+    target_units: str | None = None,
+    ds: xr.Dataset | None = None,
+) -> xr.DataArray:
+    """Load one variable into the canonical layout.
+
+    Parameters
+    ----------
+    src
+        Path, variable name, optional units override and dimension names.
+    role
+        Config key of the source (``"data.target"``), named in errors.
+    expect
+        ``"time"``: dims (time, y, x); ``"static"``: dims (y, x), a leading
+        length-1 time dimension is dropped.
+    target_units
+        Convert precipitation to ``"mm/day"`` or ``"mm/h"``; ``None`` keeps
+        the values as they are (non-precipitation predictors, static fields).
+    ds
+        An already opened dataset for ``src.path`` (avoids reopening).
+
+    Returns
+    -------
+    xarray.DataArray
+        float32, dims ``(time, y, x)`` or ``(y, x)``, coordinates ``time``
+        (datetime64), ``lat`` and ``lon`` (on a projected grid without
+        lat/lon: 1-D ``y`` and ``x`` projection coordinates instead);
+        latitude (or y) ascending along ``y``, longitude (or x) along ``x``. Attribute ``units`` is the target
+        units when converted; ``source`` describes the origin.
+    """
+    where = describe(src)
+    ds = open_file(src.path, role) if ds is None else ds
+    if src.variable not in ds.variables:
+        names = ", ".join(str(v) for v in ds.data_vars) or "(none)"
+        raise DownpourError(
+            f"{role}: variable '{src.variable}' not found in {src.path}; it holds: {names}. "
+            f"Set '{role}.variable' to one of them"
+        )
+    da = ds[src.variable]
+    dims = tuple(map(str, da.dims))
+    if expect == "static":
+        extra = [d for d in dims if da.sizes[d] == 1]
+        da = da.isel({d: 0 for d in extra}, drop=True) if len(dims) == 3 and extra else da
+        dims = tuple(map(str, da.dims))
+    want = 3 if expect == "time" else 2
+    layout = "(time, y, x)" if expect == "time" else "(y, x)"
+    if len(dims) != want:
+        raise DownpourError(
+            f"{role}: {where} has {len(dims)} dimensions {dims}, expected {want} {layout}; "
+            "select a level or member first, or point to a variable with those dims"
+        )
+    tdim = _time_dim(da, src.dims.time) if expect == "time" else None
+    if expect == "time" and tdim is None:
+        raise DownpourError(
+            f"{role}: cannot tell which dimension of {where} {dims} is time; "
+            f"set '{role}.dims.time'"
+        )
+    space = tuple(d for d in dims if d != tdim)
+    ydim = _find_dim(space, _Y_NAMES, src.dims.y)
+    xdim = _find_dim(space, _X_NAMES, src.dims.x)
+    if ydim is None and xdim is not None and len(space) == 2:
+        ydim = next(d for d in space if d != xdim)
+    if xdim is None and ydim is not None and len(space) == 2:
+        xdim = next(d for d in space if d != ydim)
+    if ydim is None or xdim is None or ydim == xdim:
+        raise DownpourError(
+            f"{role}: cannot tell the y (latitude) and x (longitude) dimensions of {where} "
+            f"among {space}; set '{role}.dims.y' and '{role}.dims.x'"
+        )
+    lat, lon = _latlon(ds, da, ydim, xdim, src)
+    projected = False
+    if (lat is None or lon is None) and ydim in ds.coords and xdim in ds.coords:
+        # a projected grid (e.g. radar composites): 1-D y/x coordinates stand in for lat/lon
+        lat, lon, projected = ds[ydim], ds[xdim], True
+    if lat is None or lon is None:
+        raise DownpourError(
+            f"{role}: no latitude/longitude found for {where}; "
+            f"set '{role}.dims.lat' and '{role}.dims.lon' to the coordinate variable names"
+        )
+    order = ((tdim,) if tdim else ()) + (ydim, xdim)
+    values = da.transpose(*order).values.astype(np.float32, copy=False)
+    lat_v = lat.transpose(*[d for d in (ydim, xdim) if d in lat.dims]).values.astype(np.float64)
+    lon_v = lon.transpose(*[d for d in (ydim, xdim) if d in lon.dims]).values.astype(np.float64)
+    if lat_v.ndim == 1 and lat.dims[0] == xdim or lon_v.ndim == 1 and lon.dims[0] == ydim:
+        raise DownpourError(f"{role}: latitude/longitude of {where} lie along the wrong dimensions")
+    lat_v = np.broadcast_to(lat_v[:, None], values.shape[-2:]) if lat_v.ndim == 1 else lat_v
+    lon_v = np.broadcast_to(lon_v[None, :], values.shape[-2:]) if lon_v.ndim == 1 else lon_v
+    one_d = lat.ndim == 1 and lon.ndim == 1
+    # orientation: latitude ascending along y, longitude ascending along x
+    if np.nanmean(np.diff(lat_v, axis=0)) < 0:
+        values, lat_v, lon_v = values[..., ::-1, :], lat_v[::-1, :], lon_v[::-1, :]
+    if np.nanmean(np.diff(lon_v, axis=1)) < 0:
+        values, lat_v, lon_v = values[..., :, ::-1], lat_v[:, ::-1], lon_v[:, ::-1]
+    values = np.ascontiguousarray(values)
+    coords: dict[str, object] = {}
+    if projected:
+        coords["y"] = ("y", np.ascontiguousarray(lat_v[:, 0]), dict(lat.attrs))
+        coords["x"] = ("x", np.ascontiguousarray(lon_v[0, :]), dict(lon.attrs))
+    elif one_d:
+        coords["lat"] = ("y", np.ascontiguousarray(lat_v[:, 0]))
+        coords["lon"] = ("x", np.ascontiguousarray(lon_v[0, :]))
+    else:
+        coords["lat"] = (("y", "x"), np.ascontiguousarray(lat_v))
+        coords["lon"] = (("y", "x"), np.ascontiguousarray(lon_v))
+    out_dims: tuple[str, ...] = ("y", "x")
+    times = None
+    if tdim is not None:
+        times = np.asarray(da[tdim].values)
+        if not np.issubdtype(times.dtype, np.datetime64):
+            raise DownpourError(
+                f"{role}: the time axis '{tdim}' of {where} could not be decoded as dates "
+                "(missing or non-CF 'units' attribute such as 'days since 1970-01-01')"
+            )
+        coords["time"] = ("time", times.astype("datetime64[ns]"))
+        out_dims = ("time", "y", "x")
+    attrs = {"source": where}
+    units = src.units if src.units is not None else da.attrs.get("units")
+    if target_units is not None:
+        if units is None:
+            raise DownpourError(
+                f"{role}: {where} has no 'units' attribute; "
+                f"set '{role}.units' (e.g. mm/day or kg m-2 s-1)"
+            )
+        step = time_step_hours(times) if times is not None else None
+        factor = conversion_factor(str(units), target_units, step, where=f"{role}: {where}")
+        if times is not None and is_amount(str(units)) and step is not None:
+            attrs["step_hours"] = step
+        if factor != 1.0:
+            values = values * np.float32(factor)
+        attrs["units"] = target_units
+        attrs["units_in_file"] = str(units)
+    elif units is not None:
+        attrs["units"] = str(units)
+    inf = np.isinf(values)
+    if inf.any():
+        idx = np.argwhere(inf)[0]
+        when = f" at time {np.datetime_as_string(times[idx[0]], unit='h')}" if times is not None else ""
+        raise DownpourError(
+            f"{role}: {where} holds {int(inf.sum())} infinite values (first{when}); "
+            "replace them with NaN (missing) or valid numbers"
+        )
+    return xr.DataArray(values, dims=out_dims, coords=coords, name=src.variable, attrs=attrs)

@@ -1,0 +1,98 @@
+"""The prepared training store: its layout, and reading it back.
+
+``downpour prepare`` writes one zarr (v3) store per dataset. Everything later
+in the flow (datasets, sampling, augmentation, verification) reads this
+layout and nothing else:
+
+=============  ==================================  ==========================================
+variable       dims                                content
+=============  ==================================  ==========================================
+``y``          (time, y, x) float32                target precipitation in ``units`` (mm/day
+                                                   or mm/h), 0 outside ``mask``; chunk = 1 day
+``x``          (time, channel, y_lr, x_lr) float32 predictors in physical units; chunk = 1 day
+``static``     (static_channel, y, x) float32      already normalised static fields (mask,
+                                                   z-scored elevation, lat/lon in [-1, 1])
+``mask``       (y, x) bool                         valid (land) cells of the target
+``split``      (time) str                          ``"train"``, ``"val"`` or ``"test"``
+``is_heavy``   (time) bool                         domain statistic ≥ training quantile
+``heavy_stat`` (time) float32                      the domain statistic of each day
+``is_synthetic`` (time) bool                       False here; True for generated days in an
+                                                   augmented store (``downpour augment``)
+=============  ==================================  ==========================================
+
+Coordinates: ``time`` (datetime64), ``lat``/``lon`` (1-D along y/x, or 2-D
+(y, x)), ``lat_lr``/``lon_lr`` along (y_lr)/(x_lr), ``channel`` and
+``static_channel`` (names). Latitude increases along ``y``.
+
+Attributes: ``downpour_store_version``, ``units``, ``scale_factor``,
+``wet_threshold``, ``normalization`` (JSON, see
+:class:`downpour.data.normalize.Normalization`), ``thresholds`` (JSON: P90,
+P95, P99 of wet training values), ``heavy_threshold``, ``heavy_statistic``,
+``source`` (JSON description of the inputs).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from downpour.errors import DownpourError
+
+__all__ = [
+    "REQUIRED_VARIABLES",
+    "STORE_VERSION",
+    "open_store",
+    "store_attr_json",
+]
+
+STORE_VERSION = 1
+REQUIRED_VARIABLES = ("y", "x", "static", "mask", "split", "is_heavy")
+
+
+def open_store(path: str | Path, chunks: dict[str, int] | None = None) -> xr.Dataset:
+    """Open a prepared store lazily and check its layout.
+
+    Parameters
+    ----------
+    path
+        The ``.zarr`` directory written by ``downpour prepare`` (or a run
+        directory holding ``data/store.zarr``).
+    chunks
+        Passed to :func:`xarray.open_zarr`; ``None`` (default) gives plain
+        lazily-indexed arrays without dask, which is safe in DataLoader workers.
+
+    Returns
+    -------
+    xarray.Dataset
+        The store, with the variables listed in this module's docstring.
+    """
+    path = Path(path)
+    if path.is_dir() and not (path / "zarr.json").exists() and (path / "data" / "store.zarr").is_dir():
+        path = path / "data" / "store.zarr"
+    if not path.exists():
+        raise DownpourError(
+            f"prepared store {path} not found; run `downpour prepare --config C --out RUN` first"
+        )
+    try:
+        ds = xr.open_zarr(path, chunks=chunks, consolidated=False)
+    except Exception as exc:  # zarr raises many kinds for a broken store
+        raise DownpourError(
+            f"{path} is not a readable zarr store ({type(exc).__name__}: {exc}); "
+            "run `downpour prepare` again"
+        ) from None
+    missing = [v for v in REQUIRED_VARIABLES if v not in ds.variables]
+    if missing or ds.attrs.get("downpour_store_version") != STORE_VERSION:
+        raise DownpourError(
+            f"{path} is not a downpour store (missing {missing or 'downpour_store_version'}); "
+            "run `downpour prepare` to build one"
+        )
+    return ds
+
+
+def store_attr_json(ds: xr.Dataset, name: str) -> Any:
+    """Return a JSON-encoded attribute of a store, decoded."""
+    value = ds.attrs[name]
+    return json.loads(value) if isinstance(value, str) else value
