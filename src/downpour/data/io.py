@@ -12,6 +12,7 @@ and the variable.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -54,7 +55,9 @@ def open_file(path: Path, role: str) -> xr.Dataset:
         )
     try:
         if path.is_dir() or path.suffix == ".zarr":
-            return xr.open_zarr(path, chunks=None, consolidated=None)
+            with warnings.catch_warnings():  # zarr v3 stores are usually not consolidated
+                warnings.filterwarnings("ignore", message=".*consolidated metadata", category=RuntimeWarning)
+                return xr.open_zarr(path, chunks=None, consolidated=None)
         return xr.open_dataset(path, chunks=None)
     except Exception as exc:  # the backends raise many kinds for unreadable files
         raise DownpourError(
