@@ -1,5 +1,6 @@
-"""The ``downpour`` command line: one sub-command per step, each a thin layer
-over a library function.
+"""The ``downpour`` command line.
+
+One sub-command per step, each a thin layer over a library function.
 
 Every command takes ``--config FILE`` (a YAML file or a preset name from
 ``configs/``) and any number of ``--set section.key=value`` overrides. Input
@@ -18,6 +19,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from downpour import __version__
@@ -30,7 +32,9 @@ console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
-def _config_options(default: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _config_options(
+    default: str | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Add ``--config`` and ``--set`` to a command and pass the loaded Config as ``cfg``.
 
     Parameters
@@ -71,7 +75,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except DownpourError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             sys.exit(2)
         except KeyboardInterrupt:
             err_console.print("interrupted")
@@ -81,7 +85,7 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="downpour")
 def cli() -> None:
-    """downpour: deep-learning precipitation toolkit.
+    r"""downpour: deep-learning precipitation toolkit.
 
     \b
     Steps of the main job (DESIGN.md §1):
@@ -97,15 +101,18 @@ def card_table(card: dict[str, Any]) -> Table:
     g = card["grid"]
     th = card["thresholds"]
     title = (
-        f"{card['name']}: {g['high_res'][0]}×{g['high_res'][1]} ← {g['low_res'][0]}×{g['low_res'][1]} "
+        f"{card['name']}: {g['high_res'][0]}×{g['high_res'][1]} ← "
+        f"{g['low_res'][0]}×{g['low_res'][1]} "
         f"(×{g['scale_factor']}), {len(card['channels'])} predictor(s) {card['channels']}, "
         f"static {card['static_channels']}\n"
         f"wet-value thresholds (train): P90 {th['P90']:.1f}  P95 {th['P95']:.1f}  "
         f"P99 {th['P99']:.1f} {units}; valid cells {g['valid_cells']} ({g['valid_fraction']:.0%})"
     )
-    table = Table(title=title, title_justify="left", caption=f"values in {units}")
+    table = Table(title=escape(title), title_justify="left", caption=f"values in {units}")
     for col in ("split", "dates", "days", "wet", "mean", "max", "heavy"):
-        table.add_column(col, justify="left" if col in ("split", "dates") else "right", no_wrap=True)
+        table.add_column(
+            col, justify="left" if col in ("split", "dates") else "right", no_wrap=True
+        )
     for name, s in card["splits"].items():
         table.add_row(
             name,
@@ -124,7 +131,7 @@ def _run_prepare(cfg: Config, out: Path) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     source = "the embedded dataset" if cfg.data.target is None else str(cfg.data.target.path)
-    with console.status(f"preparing {source} → {out}/data/store.zarr"):
+    with console.status(escape(f"preparing {source} → {out}/data/store.zarr")):
         card = prepare(cfg, out)
     console.print(card_table(card))
     h = card["heavy"]
@@ -133,14 +140,23 @@ def _run_prepare(cfg: Config, out: Path) -> dict[str, Any]:
         f"(train P{h['quantile'] * 100:g}); unused days {card['unused_days']}; "
         f"negative values clipped {card['clipped_negative_values']}"
     )
-    console.print(f"wrote {out}/data/store.zarr, {out}/data/card.json in {time.perf_counter() - t0:.1f} s")
+    console.print(
+        escape(
+            f"wrote {out}/data/store.zarr, {out}/data/card.json in {time.perf_counter() - t0:.1f} s"
+        )
+    )
     return card
 
 
 @cli.command()
 @_config_options()
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
-              help="Run directory (default: runs/<name>).")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run directory (default: runs/<name>).",
+)
 def prepare(cfg: Config, out: Path | None) -> None:
     """Build the chunked zarr training store and the JSON data card."""
     _run_prepare(cfg, out or Path("runs") / cfg.name)
@@ -148,8 +164,14 @@ def prepare(cfg: Config, out: Path | None) -> None:
 
 @cli.command()
 @_config_options(default="demo")
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("runs/demo"),
-              show_default=True, help="Run directory.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("runs/demo"),
+    show_default=True,
+    help="Run directory.",
+)
 def demo(cfg: Config, out: Path) -> None:
     """Run the main job on the embedded dataset (default config: the demo preset)."""
     _run_prepare(cfg, out)

@@ -355,7 +355,9 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise DownpourError(f"config {path} is not valid YAML: {exc}") from None
     raw = raw or {}
     if not isinstance(raw, dict):
-        raise DownpourError(f"config {path} must be a mapping of sections, got {type(raw).__name__}")
+        raise DownpourError(
+            f"config {path} must be a mapping of sections, got {type(raw).__name__}"
+        )
     _resolve_paths(raw, path.parent)
     base = raw.pop("base", None)
     if base is None:
@@ -389,7 +391,11 @@ _REPLACE_WHOLE = {("data", "splits", s) for s in ("train", "val", "test")}
 def _deep_update(base: dict[str, Any], new: dict[str, Any], where: tuple[str, ...] = ()) -> None:
     for key, value in new.items():
         path = (*where, str(key))
-        if isinstance(value, dict) and isinstance(base.get(key), dict) and path not in _REPLACE_WHOLE:
+        if (
+            isinstance(value, dict)
+            and isinstance(base.get(key), dict)
+            and path not in _REPLACE_WHOLE
+        ):
             _deep_update(base[key], value, path)
         else:
             base[key] = value

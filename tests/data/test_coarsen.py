@@ -9,7 +9,8 @@ from downpour.errors import DownpourError
 def field(h, w, t=2):
     vals = np.arange(t * h * w, dtype=np.float32).reshape(t, h, w)
     return xr.DataArray(
-        vals, dims=("time", "y", "x"),
+        vals,
+        dims=("time", "y", "x"),
         coords={"lat": ("y", 40.0 + 0.1 * np.arange(h)), "lon": ("x", -75.0 + 0.1 * np.arange(w))},
     )
 
@@ -22,7 +23,9 @@ def test_block_mean_hand_computed():
 
 
 def test_block_mean_nan_aware():
-    a = np.array([[1, np.nan, 3, 4], [np.nan, 5, np.nan, np.nan], [np.nan] * 4, [np.nan, np.nan, 2, 6]])
+    a = np.array(
+        [[1, np.nan, 3, 4], [np.nan, 5, np.nan, np.nan], [np.nan] * 4, [np.nan, np.nan, 2, 6]]
+    )
     out = block_mean(a, 2)
     # (1+5)/2 = 3; (3+4)/2 = 3.5; all-NaN block -> NaN; (2+6)/2 = 4
     np.testing.assert_allclose(out, [[3.0, 3.5], [np.nan, 4.0]])
@@ -47,7 +50,9 @@ def test_fit_grid_divisible_is_untouched():
 
 
 def test_fit_grid_error_names_fix():
-    with pytest.raises(DownpourError, match=r"data.grid_fit.*'crop' \(to 12×12\).*'pad' \(to 16×16\)"):
+    with pytest.raises(
+        DownpourError, match=r"data.grid_fit.*'crop' \(to 12×12\).*'pad' \(to 16×16\)"
+    ):
         fit_grid(field(13, 14), 4, "error")
 
 
@@ -85,25 +90,37 @@ def test_coarsen_coords_are_block_means():
 
 def test_regrid_identity_and_bilinear_exact_on_linear_field():
     lat_lr, lon_lr = np.meshgrid([40.15, 40.55, 40.95], [-74.85, -74.45], indexing="ij")
-    same = xr.DataArray(np.ones((2, 3, 2), np.float32), dims=("time", "y", "x"),
-                        coords={"lat": ("y", lat_lr[:, 0]), "lon": ("x", lon_lr[0])})
+    same = xr.DataArray(
+        np.ones((2, 3, 2), np.float32),
+        dims=("time", "y", "x"),
+        coords={"lat": ("y", lat_lr[:, 0]), "lon": ("x", lon_lr[0])},
+    )
     np.testing.assert_array_equal(regrid_to(same, lat_lr, lon_lr, "p"), same.values)
     # a coarser predictor grid holding a linear function: bilinear is exact
     plat, plon = np.linspace(39.0, 42.0, 7), np.linspace(-76.0, -73.0, 5)
     f = lambda la, lo: 2.0 * la - 3.0 * lo + 1.0  # noqa: E731
-    vals = np.stack([f(*np.meshgrid(plat, plon, indexing="ij")) + k for k in range(2)]).astype(np.float32)
-    da = xr.DataArray(vals, dims=("time", "y", "x"), coords={"lat": ("y", plat), "lon": ("x", plon)})
+    vals = np.stack([f(*np.meshgrid(plat, plon, indexing="ij")) + k for k in range(2)]).astype(
+        np.float32
+    )
+    da = xr.DataArray(
+        vals, dims=("time", "y", "x"), coords={"lat": ("y", plat), "lon": ("x", plon)}
+    )
     out = regrid_to(da, lat_lr, lon_lr, "p")
     np.testing.assert_allclose(out[1], f(lat_lr, lon_lr) + 1, rtol=1e-5)
     # the same on 2-D coordinates (scattered-point path)
     la2, lo2 = np.meshgrid(plat, plon, indexing="ij")
-    da2 = xr.DataArray(vals, dims=("time", "y", "x"), coords={"lat": (("y", "x"), la2), "lon": (("y", "x"), lo2)})
+    da2 = xr.DataArray(
+        vals, dims=("time", "y", "x"), coords={"lat": (("y", "x"), la2), "lon": (("y", "x"), lo2)}
+    )
     np.testing.assert_allclose(regrid_to(da2, lat_lr, lon_lr, "p")[0], f(lat_lr, lon_lr), rtol=1e-4)
 
 
 def test_regrid_refuses_domain_not_covering():
     lat_lr, lon_lr = np.meshgrid([40.15, 40.55, 40.95], [-74.85, -74.45], indexing="ij")
-    da = xr.DataArray(np.ones((1, 3, 3), np.float32), dims=("time", "y", "x"),
-                      coords={"lat": ("y", [40.3, 40.6, 40.9]), "lon": ("x", [-75.0, -74.7, -74.4])})
+    da = xr.DataArray(
+        np.ones((1, 3, 3), np.float32),
+        dims=("time", "y", "x"),
+        coords={"lat": ("y", [40.3, 40.6, 40.9]), "lon": ("x", [-75.0, -74.7, -74.4])},
+    )
     with pytest.raises(DownpourError, match="does not cover"):
         regrid_to(da, lat_lr, lon_lr, "data.predictors[0]")

@@ -9,7 +9,9 @@ from downpour.config import DimNames, VariableSource
 from downpour.data.io import load_field, time_step_hours
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} absent (real data not shared here)")
+needs_shared = pytest.mark.skipif(
+    not SHARED.is_dir(), reason=f"{SHARED} absent (real data not shared here)"
+)
 
 
 def src(path, variable, **kw):
@@ -29,8 +31,10 @@ def test_any_dimension_order_and_descending_latitude(tmp_path):
     vals, times, lat, lon = make()
     # stored as (lon, lat, time) with latitude descending, like the ERA5-Land file
     stored = vals[:, ::-1, :].transpose(2, 1, 0)
-    ds = xr.Dataset({"tp": (("longitude", "latitude", "time"), stored, {"units": "mm d-1"})},
-                    coords={"longitude": lon, "latitude": lat[::-1], "time": times})
+    ds = xr.Dataset(
+        {"tp": (("longitude", "latitude", "time"), stored, {"units": "mm d-1"})},
+        coords={"longitude": lon, "latitude": lat[::-1], "time": times},
+    )
     ds.to_netcdf(tmp_path / "f.nc")
     da = load_field(src(tmp_path / "f.nc", "tp"), "data.target", target_units="mm/day")
     assert da.dims == ("time", "y", "x")
@@ -41,8 +45,10 @@ def test_any_dimension_order_and_descending_latitude(tmp_path):
 
 def test_descending_longitude_flips_x(tmp_path):
     vals, times, lat, lon = make()
-    ds = xr.Dataset({"pr": (("time", "lat", "lon"), vals[:, :, ::-1], {"units": "mm/day"})},
-                    coords={"lat": lat, "lon": lon[::-1], "time": times})
+    ds = xr.Dataset(
+        {"pr": (("time", "lat", "lon"), vals[:, :, ::-1], {"units": "mm/day"})},
+        coords={"lat": lat, "lon": lon[::-1], "time": times},
+    )
     ds.to_netcdf(tmp_path / "f.nc")
     da = load_field(src(tmp_path / "f.nc", "pr"), "data.target", target_units="mm/day")
     np.testing.assert_allclose(da.lon.values, lon)
@@ -53,8 +59,11 @@ def test_two_dimensional_coordinates_and_units(tmp_path):
     vals, times, lat, lon = make()
     la, lo = np.meshgrid(lat[::-1], lon, indexing="ij")  # rows north → south
     ds = xr.Dataset(
-        {"precip": (("time", "row", "col"), vals[:, ::-1] / 86400.0, {"units": "kg m-2 s-1"}),
-         "nav_lat": (("row", "col"), la), "nav_lon": (("row", "col"), lo)},
+        {
+            "precip": (("time", "row", "col"), vals[:, ::-1] / 86400.0, {"units": "kg m-2 s-1"}),
+            "nav_lat": (("row", "col"), la),
+            "nav_lon": (("row", "col"), lo),
+        },
         coords={"time": times},
     )
     ds.to_netcdf(tmp_path / "f.nc")
@@ -69,8 +78,10 @@ def test_packed_integers_with_fill_value_in_zarr(tmp_path):
     vals, times, lat, lon = make()
     vals = np.round(vals, 2)
     vals[1, 2, 3] = np.nan
-    ds = xr.Dataset({"rr": (("time", "lat", "lon"), vals, {"units": "mm/h"})},
-                    coords={"lat": lat, "lon": lon, "time": times})
+    ds = xr.Dataset(
+        {"rr": (("time", "lat", "lon"), vals, {"units": "mm/h"})},
+        coords={"lat": lat, "lon": lon, "time": times},
+    )
     enc = {"rr": {"dtype": "uint16", "scale_factor": 0.01, "_FillValue": 65535}}
     ds.to_netcdf(tmp_path / "p.nc", encoding=enc)
     ds.to_zarr(tmp_path / "p.zarr", encoding=enc, consolidated=False)
@@ -84,8 +95,10 @@ def test_packed_integers_with_fill_value_in_zarr(tmp_path):
 def test_amount_per_step_uses_time_axis(tmp_path):
     vals, _, lat, lon = make(nt=6)
     times = pd.date_range("2001-01-01", periods=6, freq="6h")
-    ds = xr.Dataset({"tp": (("time", "latitude", "longitude"), vals / 1000.0, {"units": "m"})},
-                    coords={"latitude": lat, "longitude": lon, "time": times})
+    ds = xr.Dataset(
+        {"tp": (("time", "latitude", "longitude"), vals / 1000.0, {"units": "m"})},
+        coords={"latitude": lat, "longitude": lon, "time": times},
+    )
     ds.to_netcdf(tmp_path / "f.nc")
     da = load_field(src(tmp_path / "f.nc", "tp"), "data.target", target_units="mm/day")
     np.testing.assert_allclose(da.values, vals * 4.0, rtol=1e-5)  # mm per 6 h × 4 = mm/day
@@ -94,8 +107,10 @@ def test_amount_per_step_uses_time_axis(tmp_path):
 
 def test_explicit_dimension_names(tmp_path):
     vals, times, lat, lon = make()
-    ds = xr.Dataset({"v": (("t0", "a", "b"), vals, {"units": "mm/day"}),
-                     "la": ("a", lat), "lo": ("b", lon)}, coords={"t0": times})
+    ds = xr.Dataset(
+        {"v": (("t0", "a", "b"), vals, {"units": "mm/day"}), "la": ("a", lat), "lo": ("b", lon)},
+        coords={"t0": times},
+    )
     ds.to_netcdf(tmp_path / "f.nc")
     s = src(tmp_path / "f.nc", "v", dims=DimNames(time="t0", y="a", x="b", lat="la", lon="lo"))
     da = load_field(s, "data.target", target_units="mm/day")
@@ -104,17 +119,23 @@ def test_explicit_dimension_names(tmp_path):
 
 def test_units_override(tmp_path):
     vals, times, lat, lon = make()
-    ds = xr.Dataset({"pr": (("time", "lat", "lon"), vals, {"units": "degC"})},
-                    coords={"lat": lat, "lon": lon, "time": times})
+    ds = xr.Dataset(
+        {"pr": (("time", "lat", "lon"), vals, {"units": "degC"})},
+        coords={"lat": lat, "lon": lon, "time": times},
+    )
     ds.to_netcdf(tmp_path / "f.nc")
-    da = load_field(src(tmp_path / "f.nc", "pr", units="mm/h"), "data.target", target_units="mm/day")
+    da = load_field(
+        src(tmp_path / "f.nc", "pr", units="mm/h"), "data.target", target_units="mm/day"
+    )
     np.testing.assert_allclose(da.values, vals * 24, rtol=1e-6)
 
 
 def test_static_field_drops_singleton_time(tmp_path):
     _, times, lat, lon = make()
-    ds = xr.Dataset({"lsm": (("time", "lat", "lon"), np.ones((1, 5, 6)))},
-                    coords={"lat": lat[::-1], "lon": lon, "time": times[:1]})
+    ds = xr.Dataset(
+        {"lsm": (("time", "lat", "lon"), np.ones((1, 5, 6)))},
+        coords={"lat": lat[::-1], "lon": lon, "time": times[:1]},
+    )
     ds.to_netcdf(tmp_path / "s.nc")
     da = load_field(src(tmp_path / "s.nc", "lsm"), "data.mask", expect="static")
     assert da.dims == ("y", "x") and da.shape == (5, 6)
@@ -155,8 +176,11 @@ def test_era5land_file_orientation_and_statistics():
 @needs_shared
 def test_stageiv_two_dimensional_lat_lon():
     path = SHARED / "stageiv_florence_2018.nc"
-    da = load_field(src(path, "Total_precipitation_surface_1_Hour_Accumulation"), "data.target",
-                    target_units="mm/h")
+    da = load_field(
+        src(path, "Total_precipitation_surface_1_Hour_Accumulation"),
+        "data.target",
+        target_units="mm/h",
+    )
     assert da.shape == (23, 118, 87) and da.lat.dims == ("y", "x")
     assert np.all(np.diff(da.lat.values[:, 40]) > 0) and np.all(np.diff(da.lon.values[60, :]) > 0)
     assert da.attrs["step_hours"] == 1.0
@@ -164,8 +188,11 @@ def test_stageiv_two_dimensional_lat_lon():
     assert wet == pytest.approx(0.571, abs=5e-4)
     assert p95 == pytest.approx(19.5, abs=0.05) and p99 == pytest.approx(38.9, abs=0.05)
     assert vmax == pytest.approx(163.8, abs=0.051)  # README rounds 163.75
-    daily = load_field(src(path, "Total_precipitation_surface_1_Hour_Accumulation"), "data.target",
-                       target_units="mm/day")
+    daily = load_field(
+        src(path, "Total_precipitation_surface_1_Hour_Accumulation"),
+        "data.target",
+        target_units="mm/day",
+    )
     np.testing.assert_allclose(daily.values, da.values * 24, rtol=1e-6)
 
 

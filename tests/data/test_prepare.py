@@ -24,8 +24,10 @@ def write_case(tmp, seed=0, test_scale=1.0, sea=True, predictors=False):
     y[test] *= test_scale
     if sea:
         y[:, :3, :5] = np.nan  # a sea corner, NaN on every day
-    ds = xr.Dataset({"pr": (("time", "lat", "lon"), y, {"units": "mm/day"})},
-                    coords={"time": times, "lat": lat, "lon": lon})
+    ds = xr.Dataset(
+        {"pr": (("time", "lat", "lon"), y, {"units": "mm/day"})},
+        coords={"time": times, "lat": lat, "lon": lon},
+    )
     ds.to_netcdf(tmp / "target.nc")
     text = (
         f"name: t\ndata:\n  target: {{path: {tmp / 'target.nc'}, variable: pr, kind: precip}}\n"
@@ -36,8 +38,14 @@ def write_case(tmp, seed=0, test_scale=1.0, sea=True, predictors=False):
     if predictors:
         q = rng.normal(size=(times.size, 3, 3)).astype(np.float32) * 2.0 + 5.0
         q[test] *= test_scale
-        lr = xr.Dataset({"q": (("time", "lat", "lon"), q, {"units": "1"})},
-                        coords={"time": times, "lat": lat.reshape(3, 4).mean(1), "lon": lon.reshape(3, 4).mean(1)})
+        lr = xr.Dataset(
+            {"q": (("time", "lat", "lon"), q, {"units": "1"})},
+            coords={
+                "time": times,
+                "lat": lat.reshape(3, 4).mean(1),
+                "lon": lon.reshape(3, 4).mean(1),
+            },
+        )
         lr.to_netcdf(tmp / "lr.nc")
         text += f"  predictors:\n    - {{path: {tmp / 'lr.nc'}, variable: q}}\n"
     (tmp / "c.yaml").write_text(text)
@@ -48,17 +56,23 @@ def test_store_layout_and_card_values(tmp_path):
     y, times = write_case(tmp_path)
     card = prepare(load_config(tmp_path / "c.yaml"), tmp_path / "run")
     ds = open_store(tmp_path / "run")
-    assert ds["y"].shape == (730, 12, 12) and ds["x"].shape == (730, 1, 3, 3)
-    assert ds["y"].encoding["chunks"] == (1, 12, 12)
+    assert ds["target"].shape == (730, 12, 12) and ds["predictors"].shape == (730, 1, 3, 3)
+    assert ds["target"].encoding["chunks"] == (1, 12, 12)
     mask = ds["mask"].values
     assert mask.sum() == 144 - 15 and not mask[:3, :5].any()
     # target stored unchanged on valid cells and 0 elsewhere
-    np.testing.assert_array_equal(ds["y"].values[:, mask], y[:, mask])
-    assert (ds["y"].values[:, ~mask] == 0).all()
+    np.testing.assert_array_equal(ds["target"].values[:, mask], y[:, mask])
+    assert (ds["target"].values[:, ~mask] == 0).all()
     # derived predictor = NaN-aware block mean of the target
-    np.testing.assert_allclose(ds["x"].values[:, 0], np.nan_to_num(block_mean(y, 4)), rtol=1e-6)
+    np.testing.assert_allclose(
+        ds["predictors"].values[:, 0], np.nan_to_num(block_mean(y, 4)), rtol=1e-6
+    )
     split = ds["split"].values
-    assert (split == "train").sum() == 304 and (split == "val").sum() == 61 and (split == "test").sum() == 365
+    assert (
+        (split == "train").sum() == 304
+        and (split == "val").sum() == 61
+        and (split == "test").sum() == 365
+    )
     train = split == "train"
     wet = y[train][:, mask]
     wet = wet[wet > 0.1]
@@ -85,15 +99,22 @@ def test_normalisation_uses_training_days_only(tmp_path):
     write_case(tmp_path / "b", test_scale=7.0, predictors=True)  # only the test year differs
     ca = prepare(load_config(tmp_path / "a" / "c.yaml"), tmp_path / "a" / "run")
     cb = prepare(load_config(tmp_path / "b" / "c.yaml"), tmp_path / "b" / "run")
-    na = Normalization.from_json((tmp_path / "a" / "run" / "data" / "normalization.json").read_text())
-    nb = Normalization.from_json((tmp_path / "b" / "run" / "data" / "normalization.json").read_text())
+    na = Normalization.from_json(
+        (tmp_path / "a" / "run" / "data" / "normalization.json").read_text()
+    )
+    nb = Normalization.from_json(
+        (tmp_path / "b" / "run" / "data" / "normalization.json").read_text()
+    )
     assert na == nb
-    assert ca["thresholds"] == cb["thresholds"] and ca["heavy"]["threshold"] == cb["heavy"]["threshold"]
+    assert (
+        ca["thresholds"] == cb["thresholds"]
+        and ca["heavy"]["threshold"] == cb["heavy"]["threshold"]
+    )
     assert ca["splits"]["test"]["mean"] != cb["splits"]["test"]["mean"]
     # the statistics equal a direct computation on the training days
     ds = open_store(tmp_path / "a" / "run")
     train = ds["split"].values == "train"
-    q = ds["x"].values[train, 0]
+    q = ds["predictors"].values[train, 0]
     assert na.x_mean[0] == pytest.approx(q.mean(), rel=1e-5)
     assert na.x_std[0] == pytest.approx(q.std(), rel=1e-4)
     assert na.x_log1p == (False,)
@@ -133,13 +154,21 @@ def test_rerun_replaces_store_atomically(tmp_path):
 
 
 def test_embedded_dataset_goes_through_the_file_path(tmp_path):
-    cfg = load_config(None, ["data.embedded.n_years=3", "data.embedded.height=48", "data.embedded.width=36",
-                             "data.splits.train.years=[2001]", "data.splits.val.years=[2002]",
-                             "data.splits.test.years=[2003]"])
+    cfg = load_config(
+        None,
+        [
+            "data.embedded.n_years=3",
+            "data.embedded.height=48",
+            "data.embedded.width=36",
+            "data.splits.train.years=[2001]",
+            "data.splits.val.years=[2002]",
+            "data.splits.test.years=[2003]",
+        ],
+    )
     card = prepare(cfg, tmp_path / "run")
     assert (tmp_path / "run" / "data" / "source" / "embedded_hr.nc").is_file()
     ds = open_store(tmp_path / "run")
-    assert ds["y"].shape == (365 * 3, 48, 36) and ds["x"].shape == (365 * 3, 2, 4, 3)
+    assert ds["target"].shape == (365 * 3, 48, 36) and ds["predictors"].shape == (365 * 3, 2, 4, 3)
     assert list(ds["channel"].values) == ["pr", "q"]
     assert list(ds["static_channel"].values) == ["mask", "elevation", "lat", "lon"]
     src = xr.open_dataset(tmp_path / "run" / "data" / "source" / "embedded_hr.nc")

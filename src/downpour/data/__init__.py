@@ -1,5 +1,7 @@
-"""Data layer: xarray I/O, units, grids, splits, normalisation, the embedded
-dataset, the prepared store, torch datasets, samplers and augmentations.
+"""Data layer: from NetCDF/zarr files to torch batches.
+
+xarray I/O, units, grids, splits, normalisation, the embedded dataset, the
+prepared store, torch datasets, samplers and augmentations.
 
 Modules (import what you need; nothing is imported eagerly here):
 

@@ -219,18 +219,21 @@ def regrid_to(
         or lon_lr.max() > lon2.max() + tol
     ):
         raise DownpourError(
-            f"{role}: {da.attrs.get('source', da.name)} covers lat {lat2.min():.3f}..{lat2.max():.3f}, "
+            f"{role}: {da.attrs.get('source', da.name)} covers "
+            f"lat {lat2.min():.3f}..{lat2.max():.3f}, "
             f"lon {lon2.min():.3f}..{lon2.max():.3f}, which does not cover the target's low-res "
             f"cells (lat {lat_lr.min():.3f}..{lat_lr.max():.3f}, lon {lon_lr.min():.3f}.."
             f"{lon_lr.max():.3f}); use predictors on a larger domain"
         )
     if lat.ndim == 1 and lon.ndim == 1:
-        out = da.drop_vars([c for c in da.coords if c not in ("time",)]).assign_coords(
-            y=lat, x=lon
-        ).interp(
-            y=xr.DataArray(lat_lr, dims=("y_lr", "x_lr")),
-            x=xr.DataArray(lon_lr, dims=("y_lr", "x_lr")),
-            method="linear",
+        out = (
+            da.drop_vars([c for c in da.coords if c not in ("time",)])
+            .assign_coords(y=lat, x=lon)
+            .interp(
+                y=xr.DataArray(lat_lr, dims=("y_lr", "x_lr")),
+                x=xr.DataArray(lon_lr, dims=("y_lr", "x_lr")),
+                method="linear",
+            )
         )
         return out.transpose("time", "y_lr", "x_lr").values.astype(np.float32)
     pts = np.column_stack([lat2.ravel(), lon2.ravel()])

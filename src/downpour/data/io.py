@@ -56,14 +56,24 @@ def open_file(path: Path, role: str) -> xr.Dataset:
     try:
         if path.is_dir() or path.suffix == ".zarr":
             with warnings.catch_warnings():  # zarr v3 stores are usually not consolidated
-                warnings.filterwarnings("ignore", message=".*consolidated metadata", category=RuntimeWarning)
+                warnings.filterwarnings(
+                    "ignore", message=".*consolidated metadata", category=RuntimeWarning
+                )
                 return xr.open_zarr(path, chunks=None, consolidated=None)
         return xr.open_dataset(path, chunks=None)
     except Exception as exc:  # the backends raise many kinds for unreadable files
         raise DownpourError(
-            f"{role}: cannot read {path} as NetCDF or zarr ({type(exc).__name__}: {exc}); "
+            f"{role}: cannot read {path} as NetCDF or zarr ({_reason(exc)}); "
             "check that the file is complete and not corrupt"
         ) from None
+
+
+def _reason(exc: Exception) -> str:
+    """First line of a backend's error, without xarray's advice on engines."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "did not find a match in any of xarray's currently installed IO backends" in text:
+        return "not a NetCDF, HDF5 or zarr file"
+    return text
 
 
 def _find_dim(dims: tuple[str, ...], names: tuple[str, ...], given: str | None) -> str | None:
@@ -85,9 +95,9 @@ def _time_dim(da: xr.DataArray, given: str | None) -> str | None:
     return _find_dim(tuple(map(str, da.dims)), _TIME_NAMES, None)
 
 
-def _latlon(ds: xr.Dataset, da: xr.DataArray, ydim: str, xdim: str, src: VariableSource) -> tuple[
-    xr.DataArray | None, xr.DataArray | None
-]:
+def _latlon(
+    ds: xr.Dataset, da: xr.DataArray, ydim: str, xdim: str, src: VariableSource
+) -> tuple[xr.DataArray | None, xr.DataArray | None]:
     """Find latitude/longitude arrays (1-D on the dims or 2-D over both)."""
 
     def pick(given: str | None, names: tuple[str, ...], std: str) -> xr.DataArray | None:
@@ -153,8 +163,9 @@ def load_field(
         float32, dims ``(time, y, x)`` or ``(y, x)``, coordinates ``time``
         (datetime64), ``lat`` and ``lon`` (on a projected grid without
         lat/lon: 1-D ``y`` and ``x`` projection coordinates instead);
-        latitude (or y) ascending along ``y``, longitude (or x) along ``x``. Attribute ``units`` is the target
-        units when converted; ``source`` describes the origin.
+        latitude (or y) ascending along ``y``, longitude (or x) along ``x``.
+        Attribute ``units`` is the target units when converted; ``source``
+        describes the origin.
     """
     where = describe(src)
     ds = open_file(src.path, role) if ds is None else ds
@@ -180,8 +191,7 @@ def load_field(
     tdim = _time_dim(da, src.dims.time) if expect == "time" else None
     if expect == "time" and tdim is None:
         raise DownpourError(
-            f"{role}: cannot tell which dimension of {where} {dims} is time; "
-            f"set '{role}.dims.time'"
+            f"{role}: cannot tell which dimension of {where} {dims} is time; set '{role}.dims.time'"
         )
     space = tuple(d for d in dims if d != tdim)
     ydim = _find_dim(space, _Y_NAMES, src.dims.y)
@@ -250,7 +260,9 @@ def load_field(
                 f"set '{role}.units' (e.g. mm/day or kg m-2 s-1)"
             )
         step = time_step_hours(times) if times is not None else None
-        factor = conversion_factor(str(units), target_units, step, where=f"{role}: {where}")
+        factor = conversion_factor(
+            str(units), target_units, step, where=f"{role}: {where}", key=f"'{role}.units'"
+        )
         if times is not None and is_amount(str(units)) and step is not None:
             attrs["step_hours"] = step
         if factor != 1.0:
@@ -262,7 +274,11 @@ def load_field(
     inf = np.isinf(values)
     if inf.any():
         idx = np.argwhere(inf)[0]
-        when = f" at time {np.datetime_as_string(times[idx[0]], unit='h')}" if times is not None else ""
+        when = (
+            f" at time {np.datetime_as_string(times[idx[0]], unit='h')}"
+            if times is not None
+            else ""
+        )
         raise DownpourError(
             f"{role}: {where} holds {int(inf.sum())} infinite values (first{when}); "
             "replace them with NaN (missing) or valid numbers"

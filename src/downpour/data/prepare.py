@@ -97,7 +97,9 @@ def _align_time(times: np.ndarray, daily: bool) -> np.ndarray:
     return times.astype("datetime64[D]").astype("datetime64[ns]") if daily else times
 
 
-def _check_target(y: np.ndarray, valid: np.ndarray, times: np.ndarray, data: DataConfig, where: str) -> int:
+def _check_target(
+    y: np.ndarray, valid: np.ndarray, times: np.ndarray, data: DataConfig, where: str
+) -> int:
     """Refuse rain below -tolerance; clip rounding negatives (in place). Return the clip count."""
     neg = valid & (y < 0)
     if not neg.any():
@@ -157,7 +159,8 @@ def _load_predictors(
                 f"target's {times.size} time steps are missing from the predictor (first: "
                 f"{np.datetime_as_string(missing[0], unit='D')}; predictor covers "
                 f"{np.datetime_as_string(ptimes.min(), unit='D')}.."
-                f"{np.datetime_as_string(ptimes.max(), unit='D')}); use files covering the same days"
+                f"{np.datetime_as_string(ptimes.max(), unit='D')}); "
+                "use files covering the same days"
             )
         da = da.isel(time=idx)
         vals = regrid_to(da, lat_lr, lon_lr, role)
@@ -165,7 +168,8 @@ def _load_predictors(
             raise DownpourError(f"{role}: {where} regrids to {vals.shape[-2:]}, expected {(h, w)}")
         if src.kind == "precip" and (vals < -data.negative_tolerance).any():
             raise DownpourError(
-                f"{role}: {where} holds negative precipitation (min {float(vals.min()):.4g}); fix the file"
+                f"{role}: {where} holds negative precipitation "
+                f"(min {float(vals.min()):.4g}); fix the file"
             )
         chans.append(np.maximum(vals, 0) if src.kind == "precip" else vals)
         names.append(src.name or src.variable)
@@ -199,6 +203,7 @@ def build_arrays(data: DataConfig) -> PreparedArrays:
     if not np.array_equal(order, np.arange(times.size)):
         y_da, times = y_da.isel(time=order), times[order]
     y_da = y_da.assign_coords(time=times)
+    raw_shape = (y_da.sizes["y"], y_da.sizes["x"])
     y_da, fit = fit_grid(y_da, data.scale_factor, data.grid_fit)
     lowres_coords = coarsen_coords(y_da, data.scale_factor)
     split = assign_splits(times, data.splits, where)
@@ -213,17 +218,21 @@ def build_arrays(data: DataConfig) -> PreparedArrays:
         src = getattr(data, key)
         if src is None:
             continue
-        f, _ = fit_grid(load_field(src, f"data.{key}", expect="static"), data.scale_factor, data.grid_fit)
-        if f.shape != y.shape[1:]:
+        raw = load_field(src, f"data.{key}", expect="static")
+        if raw.shape != raw_shape:
             raise DownpourError(
-                f"data.{key}: {describe(src)} has grid {f.shape}, the target {y.shape[1:]}; "
-                "static fields must be on the target grid"
+                f"data.{key}: {describe(src)} has grid {raw.shape[0]}×{raw.shape[1]}, the target "
+                f"{raw_shape[0]}×{raw_shape[1]}; static fields must be on the target grid"
             )
-        static_fields[key] = f.values
+        static_fields[key] = fit_grid(raw, data.scale_factor, data.grid_fit, role=f"data.{key}")[
+            0
+        ].values
     if "mask" in static_fields:
         mask = valid & (np.nan_to_num(static_fields["mask"]) > 0.5)
     if not mask.any():
-        raise DownpourError(f"data.target: {where} has no cell valid on every day; nothing to train on")
+        raise DownpourError(
+            f"data.target: {where} has no cell valid on every day; nothing to train on"
+        )
     x, channels, logs = _load_predictors(data, y_da, times, daily, lowres_coords)
     y, x, times, split = y[keep], x[keep], times[keep], split[keep]
     y = np.where(mask, y, 0.0).astype(np.float32)
@@ -232,9 +241,13 @@ def build_arrays(data: DataConfig) -> PreparedArrays:
     lon = y_da["lon"].values if "lon" in y_da.coords else y_da["x"].values
     lat2 = np.broadcast_to(lat[:, None], mask.shape) if lat.ndim == 1 else lat
     lon2 = np.broadcast_to(lon[None, :], mask.shape) if lon.ndim == 1 else lon
-    static, static_names = build_static(mask, lat2, lon2, static_fields.get("elevation"), data.latlon)
+    static, static_names = build_static(
+        mask, lat2, lon2, static_fields.get("elevation"), data.latlon
+    )
     is_train = split == "train"
-    norm = fit_normalization(x[is_train], y[is_train], mask, tuple(channels), tuple(logs), data.units)
+    norm = fit_normalization(
+        x[is_train], y[is_train], mask, tuple(channels), tuple(logs), data.units
+    )
     stat = domain_statistic(y, mask, data.heavy.statistic)
     is_heavy, threshold = heavy_labels(stat, is_train, data.heavy.quantile)
     coords: dict[str, tuple] = {"time": ("time", times)}
@@ -248,16 +261,32 @@ def build_arrays(data: DataConfig) -> PreparedArrays:
         "unused_days": unused,
         "clipped_negative": clipped,
         "partially_missing_cells": partial,
-        "target": {"path": str(data.target.path), "variable": data.target.variable,
-                   "units_in_file": y_da.attrs.get("units_in_file")},
+        "target": {
+            "path": str(data.target.path),
+            "variable": data.target.variable,
+            "units_in_file": y_da.attrs.get("units_in_file"),
+        },
         "predictors": "derived by block-mean coarsening of the target"
         if not data.predictors
-        else [{"path": str(p.path), "variable": p.variable, "kind": p.kind} for p in data.predictors],
+        else [
+            {"path": str(p.path), "variable": p.variable, "kind": p.kind} for p in data.predictors
+        ],
     }
     return PreparedArrays(
-        y=y, x=x, static=static, mask=mask, times=times, split=split, is_heavy=is_heavy,
-        heavy_stat=stat.astype(np.float32), heavy_threshold=threshold, channels=channels,
-        static_channels=static_names, coords=coords, normalization=norm, info=info,
+        y=y,
+        x=x,
+        static=static,
+        mask=mask,
+        times=times,
+        split=split,
+        is_heavy=is_heavy,
+        heavy_stat=stat.astype(np.float32),
+        heavy_threshold=threshold,
+        channels=channels,
+        static_channels=static_names,
+        coords=coords,
+        normalization=norm,
+        info=info,
     )
 
 
@@ -299,12 +328,17 @@ def data_card(arrays: PreparedArrays, data: DataConfig, name: str) -> dict[str, 
         "downpour_version": __version__,
         "units": data.units,
         "shapes": {
-            "y": list(a.y.shape), "x": list(a.x.shape), "static": list(a.static.shape),
+            "y": list(a.y.shape),
+            "x": list(a.x.shape),
+            "static": list(a.static.shape),
         },
         "grid": {
-            "high_res": [h, w], "low_res": list(a.x.shape[-2:]),
-            "scale_factor": data.scale_factor, "fit": a.info["fit"],
-            "valid_cells": int(a.mask.sum()), "valid_fraction": float(a.mask.mean()),
+            "high_res": [h, w],
+            "low_res": list(a.x.shape[-2:]),
+            "scale_factor": data.scale_factor,
+            "fit": a.info["fit"],
+            "valid_cells": int(a.mask.sum()),
+            "valid_fraction": float(a.mask.mean()),
         },
         "channels": a.channels,
         "static_channels": a.static_channels,
@@ -312,9 +346,12 @@ def data_card(arrays: PreparedArrays, data: DataConfig, name: str) -> dict[str, 
         "wet_threshold": data.wet_threshold,
         "wet_fraction": splits["train"]["wet_fraction"],
         "thresholds": _thresholds(a.y[train], a.mask, data.wet_threshold),
-        "thresholds_from": f"wet (> {data.wet_threshold} {data.units}) valid-cell values of the training split",
+        "thresholds_from": (
+            f"wet (> {data.wet_threshold} {data.units}) valid-cell values of the training split"
+        ),
         "heavy": {
-            "statistic": data.heavy.statistic, "quantile": data.heavy.quantile,
+            "statistic": data.heavy.statistic,
+            "quantile": data.heavy.quantile,
             "threshold": a.heavy_threshold,
             "counts": {s: splits[s]["heavy_days"] for s in SPLITS},
         },
@@ -328,9 +365,21 @@ def data_card(arrays: PreparedArrays, data: DataConfig, name: str) -> dict[str, 
 def _to_dataset(a: PreparedArrays, card: dict[str, Any], data: DataConfig) -> xr.Dataset:
     ds = xr.Dataset(
         {
-            "y": (("time", "y", "x"), a.y, {"units": data.units, "long_name": "precipitation"}),
-            "x": (("time", "channel", "y_lr", "x_lr"), a.x, {"long_name": "low-res predictors"}),
-            "static": (("static_channel", "y", "x"), a.static, {"long_name": "normalised static fields"}),
+            "target": (
+                ("time", "y", "x"),
+                a.y,
+                {"units": data.units, "long_name": "precipitation"},
+            ),
+            "predictors": (
+                ("time", "channel", "y_lr", "x_lr"),
+                a.x,
+                {"long_name": "low-res predictors"},
+            ),
+            "static": (
+                ("static_channel", "y", "x"),
+                a.static,
+                {"long_name": "normalised static fields"},
+            ),
             "mask": (("y", "x"), a.mask, {"long_name": "valid (land) cells"}),
             "split": ("time", a.split.astype(object)),
             "is_heavy": ("time", a.is_heavy),
@@ -383,8 +432,8 @@ def prepare(cfg: Config, out: str | Path) -> dict[str, Any]:
     ds = _to_dataset(arrays, card, data)
     h, w = arrays.y.shape[1:]
     encoding = {
-        "y": {"chunks": (1, h, w)},
-        "x": {"chunks": (1, *arrays.x.shape[1:])},
+        "target": {"chunks": (1, h, w)},
+        "predictors": {"chunks": (1, *arrays.x.shape[1:])},
     }
     store = out / "data" / "store.zarr"
     with atomic_dir(store) as tmp:

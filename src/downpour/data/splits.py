@@ -121,7 +121,9 @@ def domain_statistic(y: np.ndarray, mask: np.ndarray, statistic: str) -> np.ndar
     raise DownpourError(f"unknown data.heavy.statistic {statistic!r}; valid names: max, mean, p99")
 
 
-def heavy_labels(stat: np.ndarray, is_train: np.ndarray, quantile: float) -> tuple[np.ndarray, float]:
+def heavy_labels(
+    stat: np.ndarray, is_train: np.ndarray, quantile: float
+) -> tuple[np.ndarray, float]:
     """Label heavy days: statistic at or above its training-split quantile.
 
     Parameters

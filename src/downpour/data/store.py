@@ -4,21 +4,24 @@
 in the flow (datasets, sampling, augmentation, verification) reads this
 layout and nothing else:
 
-=============  ==================================  ==========================================
-variable       dims                                content
-=============  ==================================  ==========================================
-``y``          (time, y, x) float32                target precipitation in ``units`` (mm/day
-                                                   or mm/h), 0 outside ``mask``; chunk = 1 day
-``x``          (time, channel, y_lr, x_lr) float32 predictors in physical units; chunk = 1 day
-``static``     (static_channel, y, x) float32      already normalised static fields (mask,
-                                                   z-scored elevation, lat/lon in [-1, 1])
-``mask``       (y, x) bool                         valid (land) cells of the target
-``split``      (time) str                          ``"train"``, ``"val"`` or ``"test"``
-``is_heavy``   (time) bool                         domain statistic ≥ training quantile
-``heavy_stat`` (time) float32                      the domain statistic of each day
-``is_synthetic`` (time) bool                       False here; True for generated days in an
-                                                   augmented store (``downpour augment``)
-=============  ==================================  ==========================================
+================ ============================= ======================================
+variable         dims, dtype                   content
+================ ============================= ======================================
+``target``       (time, y, x) float32          high-res precipitation Y in ``units``
+                                               (mm/day or mm/h), 0 outside ``mask``;
+                                               one chunk per day
+``predictors``   (time, channel, y_lr, x_lr)   low-res predictors X in physical
+                 float32                       units; one chunk per day
+``static``       (static_channel, y, x)        static fields S, already normalised
+                 float32                       (mask, z-scored elevation, lat/lon
+                                               scaled to [-1, 1])
+``mask``         (y, x) bool                   valid (land) cells of the target
+``split``        (time) str                    ``"train"``, ``"val"`` or ``"test"``
+``is_heavy``     (time) bool                   domain statistic ≥ training quantile
+``heavy_stat``   (time) float32                the domain statistic of each day
+``is_synthetic`` (time) bool                   False here; True for generated days in
+                                               an augmented store
+================ ============================= ======================================
 
 Coordinates: ``time`` (datetime64), ``lat``/``lon`` (1-D along y/x, or 2-D
 (y, x)), ``lat_lr``/``lon_lr`` along (y_lr)/(x_lr), ``channel`` and
@@ -49,7 +52,7 @@ __all__ = [
 ]
 
 STORE_VERSION = 1
-REQUIRED_VARIABLES = ("y", "x", "static", "mask", "split", "is_heavy")
+REQUIRED_VARIABLES = ("target", "predictors", "static", "mask", "split", "is_heavy")
 
 
 def open_store(path: str | Path, chunks: dict[str, int] | None = None) -> xr.Dataset:
@@ -70,7 +73,11 @@ def open_store(path: str | Path, chunks: dict[str, int] | None = None) -> xr.Dat
         The store, with the variables listed in this module's docstring.
     """
     path = Path(path)
-    if path.is_dir() and not (path / "zarr.json").exists() and (path / "data" / "store.zarr").is_dir():
+    if (
+        path.is_dir()
+        and not (path / "zarr.json").exists()
+        and (path / "data" / "store.zarr").is_dir()
+    ):
         path = path / "data" / "store.zarr"
     if not path.exists():
         raise DownpourError(

@@ -106,6 +106,7 @@ def conversion_factor(
     target: str = "mm/day",
     step_hours: float | None = None,
     where: str = "",
+    key: str = "'units:' for this variable",
 ) -> float:
     """Return the factor that converts values in ``units`` to ``target``.
 
@@ -119,6 +120,8 @@ def conversion_factor(
         Length of one time step in hours; needed for amounts per step.
     where
         Description of the variable and file, for error messages.
+    key
+        The config key that overrides the units, named in error messages.
 
     Returns
     -------
@@ -137,7 +140,7 @@ def conversion_factor(
     except ValueError:
         raise DownpourError(
             f"{where}: unknown precipitation units {units!r}; accepted: {ACCEPTED_UNITS}. "
-            "If the file's units attribute is wrong, set 'units:' for this variable in the config"
+            f"If the file's units attribute is wrong, set {key} in the config"
         ) from None
     if not rest:
         if step_hours is None or step_hours <= 0:
@@ -153,5 +156,5 @@ def conversion_factor(
             return mm / _TIME_H[name] * _TARGET_PER_H[target]
     raise DownpourError(
         f"{where}: unknown precipitation units {units!r}; accepted: {ACCEPTED_UNITS}. "
-        "If the file's units attribute is wrong, set 'units:' for this variable in the config"
+        f"If the file's units attribute is wrong, set {key} in the config"
     )
