@@ -30,22 +30,13 @@ import torch
 import zarr
 
 from downpour.data.normalize import Normalization
-from downpour.data.store import open_store, store_attr_json
+from downpour.data.splits import SPLITS
+from downpour.data.store import open_store, resolve_store_path, store_attr_json
 from downpour.errors import DownpourError
 
-__all__ = ["SPLITS", "PrecipDataset"]
-
-#: Valid values of the store's ``split`` variable.
-SPLITS = ("train", "val", "test")
+__all__ = ["PrecipDataset"]
 
 Sample = dict[str, torch.Tensor]
-
-
-def _store_path(path: Path) -> Path:
-    """Return the zarr directory itself, also for a run directory (as :func:`open_store`)."""
-    if not (path / "zarr.json").exists() and (path / "data" / "store.zarr").is_dir():
-        return path / "data" / "store.zarr"
-    return path
 
 
 def _as_str(a: np.ndarray) -> np.ndarray:
@@ -116,7 +107,7 @@ class PrecipDataset(torch.utils.data.Dataset):
                 f"unknown split {unknown or list(splits)}; choose from {', '.join(SPLITS)}"
             )
         ds = open_store(store)
-        self._path = _store_path(Path(store))
+        self._path = resolve_store_path(store)
         try:
             split_values = _as_str(np.asarray(ds["split"].values))
             rows = np.flatnonzero(np.isin(split_values, splits))

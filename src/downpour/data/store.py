@@ -48,11 +48,20 @@ __all__ = [
     "REQUIRED_VARIABLES",
     "STORE_VERSION",
     "open_store",
+    "resolve_store_path",
     "store_attr_json",
 ]
 
 STORE_VERSION = 1
 REQUIRED_VARIABLES = ("target", "predictors", "static", "mask", "split", "is_heavy")
+
+
+def resolve_store_path(path: str | Path) -> Path:
+    """Return the zarr store itself, also when given a run directory holding ``data/store.zarr``."""
+    path = Path(path)
+    if not (path / "zarr.json").exists() and (path / "data" / "store.zarr").is_dir():
+        return path / "data" / "store.zarr"
+    return path
 
 
 def open_store(path: str | Path, chunks: dict[str, int] | None = None) -> xr.Dataset:
@@ -72,13 +81,7 @@ def open_store(path: str | Path, chunks: dict[str, int] | None = None) -> xr.Dat
     xarray.Dataset
         The store, with the variables listed in this module's docstring.
     """
-    path = Path(path)
-    if (
-        path.is_dir()
-        and not (path / "zarr.json").exists()
-        and (path / "data" / "store.zarr").is_dir()
-    ):
-        path = path / "data" / "store.zarr"
+    path = resolve_store_path(path)
     if not path.exists():
         raise DownpourError(
             f"prepared store {path} not found; run `downpour prepare --config C --out RUN` first"
