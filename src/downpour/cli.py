@@ -90,6 +90,7 @@ def cli() -> None:
     \b
     Steps of the main job (DESIGN.md §1):
       prepare   files or the embedded dataset → training store + data card
+      train     train a model: `train cvae`
       demo      the whole job on the embedded dataset
       config    print the resolved configuration
     """
@@ -175,6 +176,50 @@ def prepare(cfg: Config, out: Path | None) -> None:
 def demo(cfg: Config, out: Path) -> None:
     """Run the main job on the embedded dataset (default config: the demo preset)."""
     _run_prepare(cfg, out)
+
+
+@cli.group()
+def train() -> None:
+    """Train a model of the run (cvae; srdrn arrives with the SRDRN issue)."""
+
+
+@train.command("cvae")
+@_config_options(default="demo")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run directory (default: runs/<name>).",
+)
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Continue from this checkpoint (e.g. RUN/checkpoints/cvae/last.ckpt).",
+)
+def train_cvae_cmd(cfg: Config, out: Path | None, resume: Path | None) -> None:
+    """Train the conditional VAE on the run's training store (prepared if needed)."""
+    from downpour.training.fit import train_cvae
+
+    run = out or Path("runs") / cfg.name
+    result = train_cvae(cfg, run, resume=resume, echo=lambda m: console.print(escape(m)))
+    _print_train_result(result)
+
+
+def _print_train_result(result: Any) -> None:
+    m = result.metrics
+    shown = ", ".join(
+        f"{k.split('/', 1)[1]} {m[k]:.3f}"
+        for k in ("val/MAE", "val/MAE_tail", "val/MAE_prior", "val/kl")
+        if k in m
+    )
+    console.print(
+        escape(
+            f"trained {result.epochs} epochs ({result.seconds_per_epoch:.1f} s/epoch); {shown}\n"
+            f"best {result.best_checkpoint}\nlast {result.last_checkpoint}"
+        )
+    )
 
 
 @cli.command("config")

@@ -201,6 +201,9 @@ class LossConfig(Section):
     free_bits: float = Field(0.0, ge=0.0)
     lambda_sparse: float = Field(0.0, ge=0.0)
     target_wet: float = Field(0.75, ge=0.0, le=1.0)
+    sparse_temperature: float = Field(
+        0.02, gt=0.0, description="mm/day; sigmoid((ŷ - wet)/T) counts wet pixels softly"
+    )
     lambda_multiscale: float = Field(0.0, ge=0.0)
     multiscale_weights: list[float] = [1.0, 0.3, 0.1]
     lambda_grad: float = Field(0.0, ge=0.0)

@@ -66,6 +66,11 @@ class PrecipDataset(torch.utils.data.Dataset):
     in_memory
         Load the split's ``x`` and ``y`` once into NumPy instead of reading
         each item from disk (≈ days × H × W × 4 bytes).
+    seed
+        With a ``transform``: the augmentation of item ``i`` in epoch ``e``
+        draws from torch's RNG seeded with ``(seed, e, i)``, so it is the same
+        in any worker and after a resume (see :meth:`set_epoch`). ``None``
+        leaves the global RNG as it is.
 
     Raises
     ------
@@ -99,6 +104,7 @@ class PrecipDataset(torch.utils.data.Dataset):
         normalization: Normalization | None = None,
         transform: Callable[[Sample], Sample] | None = None,
         in_memory: bool = False,
+        seed: int | None = None,
     ) -> None:
         splits = (split,) if isinstance(split, str) else tuple(split)
         unknown = [s for s in splits if s not in SPLITS]
@@ -142,6 +148,8 @@ class PrecipDataset(torch.utils.data.Dataset):
         self.split = splits
         self.normalization = normalization
         self.transform = transform
+        self.seed = seed
+        self.epoch = 0
         self.in_memory = bool(in_memory)
         self._times_ns = self._times.astype(np.int64)
         self._pid: int | None = None
@@ -213,7 +221,11 @@ class PrecipDataset(torch.utils.data.Dataset):
             "s": torch.from_numpy(self._static.copy()),
             "mask": torch.from_numpy(self._mask.copy()),
         }
-        if self.transform is not None:
+        if self.transform is not None and self.seed is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(hash((self.seed, self.epoch, int(self._rows[i]))) & 0x7FFFFFFF)
+                sample = self.transform(sample)
+        elif self.transform is not None:
             sample = self.transform(sample)
         norm = self.normalization
         return {
@@ -226,6 +238,10 @@ class PrecipDataset(torch.utils.data.Dataset):
             "is_heavy": torch.tensor(bool(self._is_heavy[i])),
             "is_synthetic": torch.tensor(bool(self._is_synthetic[i])),
         }
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch that seeds the augmentations (with ``seed`` set)."""
+        self.epoch = int(epoch)
 
     @property
     def is_heavy(self) -> np.ndarray:

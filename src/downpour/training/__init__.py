@@ -1,0 +1,3 @@
+"""Training: LightningModules, KL schedules, callbacks and the trainer factory."""
+
+__all__: list[str] = []

@@ -1,0 +1,153 @@
+"""``downpour train cvae``: prepare (if needed), build, train, record.
+
+:func:`train_cvae` is the Python API behind the command. It reuses the run's
+prepared store when its data settings match the config (and prepares it
+otherwise), trains with the trainer of :mod:`downpour.training.trainer`,
+and writes ``RUN/metrics/train_cvae.json`` with the final metrics, the
+parameter count and the seconds per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import Callback
+
+from downpour.config import Config, save_config
+from downpour.errors import DownpourError
+from downpour.training.cvae_module import CVAEModule
+from downpour.training.datamodule import PrecipDataModule
+from downpour.training.trainer import build_trainer
+from downpour.utils import atomic_write_text
+
+__all__ = ["TrainResult", "ensure_store", "train_cvae"]
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    run_dir: str
+    best_checkpoint: str | None
+    last_checkpoint: str | None
+    epochs: int
+    parameters: int
+    seconds_per_epoch: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class _EpochTimer(Callback):
+    """Wall-clock seconds of each training epoch (validation included)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._t0 = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.times.append(time.perf_counter() - self._t0)
+
+
+def ensure_store(cfg: Config, run_dir: Path, *, echo: Any = print) -> Path:
+    """Return the run's prepared store, preparing it when missing or stale.
+
+    The store is reused when ``RUN/config.yaml`` has the same ``data``
+    section as ``cfg``; otherwise ``downpour prepare`` runs again.
+    """
+    store = run_dir / "data" / "store.zarr"
+    saved = run_dir / "config.yaml"
+    if store.is_dir() and saved.is_file():
+        old = yaml.safe_load(saved.read_text()).get("data")
+        if old == cfg.data.model_dump(mode="json"):
+            return store
+        echo(f"data settings differ from {saved}: preparing the store again")
+    from downpour.data.prepare import prepare
+
+    echo(f"preparing {'the embedded dataset' if cfg.data.target is None else cfg.data.target.path}")
+    prepare(cfg, run_dir)
+    return store
+
+
+def train_cvae(
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    resume: str | Path | None = None,
+    echo: Any = print,
+    in_memory: bool = True,
+    **trainer_overrides: Any,
+) -> TrainResult:
+    """Train the cVAE of ``cfg`` in ``run_dir``.
+
+    Parameters
+    ----------
+    cfg
+        Resolved configuration.
+    run_dir
+        Run directory (created; holds store, checkpoints, logs, metrics).
+    resume
+        A checkpoint to continue from (weights, optimiser, schedulers,
+        epoch and callbacks are restored).
+    echo
+        Where progress lines go.
+    in_memory
+        Hold the training split in memory (fast for small stores).
+    **trainer_overrides
+        Passed to the Lightning trainer (e.g. ``limit_val_batches``).
+
+    Returns
+    -------
+    TrainResult
+    """
+    run_dir = Path(run_dir)
+    if resume is not None and not Path(resume).is_file():
+        raise DownpourError(f"--resume: checkpoint {resume} not found")
+    store = ensure_store(cfg, run_dir, echo=echo)
+    save_config(cfg, run_dir / "config.yaml")
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    dm = PrecipDataModule(store, cfg.train, in_memory=in_memory)
+    dm.setup("fit")
+    assert dm.train_set is not None
+    batches = math.ceil(len(dm.train_set) / dm.batch_size)
+    steps_per_epoch = math.ceil(batches / cfg.train.accumulate)
+    module = CVAEModule(cfg, dm.info, steps_per_epoch=steps_per_epoch)
+    n_params = sum(p.numel() for p in module.net.parameters())
+    h, w = dm.info["shape"]
+    echo(
+        f"cVAE {cfg.name}: {n_params:,} parameters ({n_params / 1e6:.2f} M) at {h}×{w}; "
+        f"{len(dm.train_set)} training days, {batches} batches of {dm.batch_size} per epoch"
+    )
+    timer = _EpochTimer()
+    callbacks = [timer, *trainer_overrides.pop("extra_callbacks", [])]
+    trainer = build_trainer(
+        cfg.train, run_dir, kind="cvae", extra_callbacks=callbacks, **trainer_overrides
+    )
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    best = next(c for c in trainer.checkpoint_callbacks if c.monitor is not None)
+    metrics = {
+        k: float(v)
+        for k, v in trainer.callback_metrics.items()
+        if torch.is_tensor(v) and v.numel() == 1
+    }
+    result = TrainResult(
+        run_dir=str(run_dir),
+        best_checkpoint=best.best_model_path or None,
+        last_checkpoint=best.last_model_path or None,
+        epochs=trainer.current_epoch,
+        parameters=n_params,
+        seconds_per_epoch=float(sum(timer.times) / len(timer.times)) if timer.times else math.nan,
+        metrics=metrics,
+    )
+    atomic_write_text(run_dir / "metrics" / "train_cvae.json", json.dumps(asdict(result), indent=2))
+    return result

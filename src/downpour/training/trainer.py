@@ -1,0 +1,132 @@
+"""The trainer factory: one Lightning ``Trainer`` built from ``train``.
+
+Checkpoints go to ``RUN/checkpoints/``: ``epoch=NNN.ckpt`` every
+``train.checkpoint_every`` epochs, ``best.ckpt`` on the monitored validation
+metric and ``last.ckpt`` (Lightning writes each one atomically: the file is
+serialised in memory and committed through a filesystem transaction, so an
+interrupted save never replaces a good checkpoint with a broken one). Logs go
+to ``RUN/logs/<kind>/version_N/`` as CSV (``metrics.csv``), and as
+TensorBoard events when TensorBoard is installed; a resumed fit writes the
+next version, so no log is overwritten. Early stopping watches
+``train.monitor`` with ``patience`` and ``min_delta``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    TQDMProgressBar,
+)
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+
+from downpour.config import TrainConfig
+
+__all__ = ["build_trainer", "checkpoint_dir"]
+
+
+def checkpoint_dir(run_dir: str | Path, kind: str) -> Path:
+    """Return ``RUN/checkpoints/<kind>`` (e.g. ``cvae``, ``srdrn``)."""
+    return Path(run_dir) / "checkpoints" / kind
+
+
+def build_trainer(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    *,
+    kind: str,
+    max_epochs: int | None = None,
+    extra_callbacks: list[Callback] | None = None,
+    enable_progress_bar: bool = True,
+    **overrides: Any,
+) -> L.Trainer:
+    """Build the Lightning trainer for one model of a run.
+
+    Parameters
+    ----------
+    cfg
+        Training settings (epochs, precision, clipping, accumulation,
+        early stopping, checkpointing, devices).
+    run_dir
+        The run directory.
+    kind
+        Model name, used for the checkpoint and log folders.
+    max_epochs
+        Overrides ``cfg.epochs``.
+    extra_callbacks
+        Appended to the standard callbacks.
+    enable_progress_bar
+        Show Lightning's progress bar.
+    **overrides
+        Passed to :class:`lightning.Trainer` last (e.g. ``limit_train_batches``).
+    """
+    run_dir = Path(run_dir)
+    ckpt_dir = checkpoint_dir(run_dir, kind)
+    periodic = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="{epoch:03d}",
+        every_n_epochs=cfg.checkpoint_every,
+        save_top_k=-1,
+        auto_insert_metric_name=True,
+    )
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor=cfg.monitor,
+        mode="min",
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    callbacks: list[Callback] = [
+        periodic,
+        best,
+        EarlyStopping(
+            monitor=cfg.monitor,
+            patience=cfg.patience,
+            min_delta=cfg.min_delta,
+            mode="min",
+            check_finite=False,
+        ),
+        LearningRateMonitor(logging_interval="epoch"),
+    ]
+    if enable_progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=1))
+    callbacks.extend(extra_callbacks or [])
+    # one version folder per fit (version_0, version_1 after a resume, ...): nothing is overwritten
+    csv_logger = CSVLogger(run_dir / "logs", name=kind)
+    loggers: list[Logger] = [csv_logger]
+    if importlib.util.find_spec("tensorboard") is not None:
+        loggers.append(
+            TensorBoardLogger(
+                run_dir / "logs", name=kind, version=csv_logger.version, default_hp_metric=False
+            )
+        )
+    kwargs: dict[str, Any] = {
+        "max_epochs": max_epochs or cfg.epochs,
+        "accelerator": cfg.accelerator,
+        "devices": cfg.devices,
+        "num_nodes": cfg.num_nodes,
+        "precision": cfg.precision,
+        "gradient_clip_val": cfg.grad_clip or None,
+        "accumulate_grad_batches": cfg.accumulate,
+        "callbacks": callbacks,
+        "logger": loggers,
+        "default_root_dir": run_dir,
+        "log_every_n_steps": 1,
+        "enable_progress_bar": enable_progress_bar,
+        "enable_model_summary": False,
+        "use_distributed_sampler": False,  # the stratified batch sampler splits by rank itself
+        "deterministic": False,
+        "num_sanity_val_steps": 0,
+    }
+    kwargs.update(overrides)
+    return L.Trainer(**kwargs)

@@ -1,0 +1,243 @@
+"""Training the cVAE end to end: overfit, resume equivalence, NaN stop, atomic checkpoints, CLI."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from downpour.cli import cli
+from downpour.config import load_config
+from downpour.data.prepare import prepare
+from downpour.errors import DownpourError
+from downpour.training.fit import train_cvae
+
+SMALL = [
+    "data.embedded.n_years=2",
+    "data.embedded.height=48",
+    "data.embedded.width=36",
+    "data.splits.train={start: 2001-01-01, end: 2001-03-31}",
+    "data.splits.val={start: 2001-04-01, end: 2001-04-30}",
+    "data.splits.test.years=[2002]",
+    "data.heavy.quantile=0.8",
+    "model.base_filters=8",
+    "model.d_z=8",
+    "model.d_x=16",
+    "model.d_y=16",
+    "train.batch_size=8",
+    "train.checkpoint_every=1",
+]
+
+
+def quiet(*_a, **_k):
+    return None
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory) -> Path:
+    """A prepared run directory on a 48×36 embedded dataset (shared, read-only)."""
+    run = tmp_path_factory.mktemp("small")
+    prepare(load_config("demo", SMALL), run)
+    return run
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def fit(cfg, run, **kw):
+    return train_cvae(cfg, run, echo=quiet, enable_progress_bar=False, **kw)
+
+
+def test_demo_preset_trains_two_epochs(small_run, tmp_path):
+    cfg = load_config("demo", [*SMALL, "train.epochs=2"])
+    run = copy_run(small_run, tmp_path / "run")
+    res = fit(cfg, run)
+    assert res.epochs == 2
+    ckpts = sorted(p.name for p in (run / "checkpoints" / "cvae").iterdir())
+    assert {"best.ckpt", "last.ckpt", "epoch=000.ckpt", "epoch=001.ckpt"} <= set(ckpts)
+    rows = list(csv.DictReader((run / "logs" / "cvae" / "version_0" / "metrics.csv").open()))
+    cols = set(rows[0])
+    for name in (
+        "val/MAE",
+        "val/MAE_tail",
+        "val/MAE_prior",
+        "val/kl",
+        "val/recon",
+        "train/loss",
+        "train/recon",
+        "train/mass",
+        "train/kl",
+        "train/sparse",
+        "train/multiscale",
+        "train/grad",
+        "train/focal",
+        "train/hurdle",
+        "train/beta",
+    ):
+        assert name in cols, name
+    val = [float(r["val/MAE"]) for r in rows if r.get("val/MAE")]
+    assert len(val) == 2 and all(np.isfinite(val))
+    assert res.metrics["val/MAE_tail"] > 0 and res.parameters > 0
+    assert (run / "config.yaml").is_file() and (run / "metrics" / "train_cvae.json").is_file()
+    ck = torch.load(run / "checkpoints" / "cvae" / "last.ckpt", weights_only=False)
+    extra = ck["downpour"]
+    assert extra["kind"] == "cvae" and extra["config"]["name"] == "demo"
+    import json
+
+    card = json.loads((run / "data" / "card.json").read_text())
+    assert extra["info"]["thresholds"] == pytest.approx(card["thresholds"])
+    assert extra["normalization"]["channels"] == ["pr", "q"]
+
+
+def test_overfits_eight_days(small_run, tmp_path):
+    """Reconstruction loss of 8 training days (posterior mean, eval mode) falls by ≥ 80 %."""
+    from downpour.losses import weighted_reconstruction
+    from downpour.training.cvae_module import CVAEModule
+
+    run = tmp_path / "run"
+    cfg = load_config(
+        "demo",
+        [
+            *SMALL,
+            "data.splits.train={start: 2001-07-01, end: 2001-07-08}",
+            "data.splits.val={start: 2001-04-01, end: 2001-04-08}",
+            "model.d_z=32",
+            "model.base_filters=16",
+            "model.dropout=0.0",
+            "train.flips=false",
+            "train.noise=0.0",
+            "train.min_heavy_fraction=0.0",
+            "train.epochs=800",
+            "train.lr=1e-3",
+            "train.warmup_epochs=0",
+            "train.scheduler=none",
+            "train.checkpoint_every=1000",
+            "train.patience=1000",
+            "loss.beta_kl=1e-4",
+            "loss.kl_schedule=constant",
+        ],
+    )
+    from downpour.data.dataset import PrecipDataset
+
+    prepare(cfg, run)
+    days = PrecipDataset(run, "train")
+    assert len(days) == 8
+    batch = torch.utils.data.default_collate([days[i] for i in range(8)])
+
+    def recon(module):
+        module.eval()
+        with torch.no_grad():
+            out = module.net(batch["x"], batch["s"], batch["y"], temperature=0.0)
+        lc = cfg.loss
+        return float(
+            weighted_reconstruction(
+                torch.expm1(out.y_hat),
+                torch.expm1(batch["y"]),
+                batch["mask"],
+                scale=lc.scale,
+                w_min=lc.w_min,
+                w_max=lc.w_max,
+                tail_threshold=module.tail_threshold,
+                tail_boost=lc.tail_boost,
+            )
+        )
+
+    torch.manual_seed(cfg.train.seed)
+    from downpour.training.datamodule import read_store_info
+
+    start = recon(CVAEModule(cfg, read_store_info(run), 1))
+    fit(cfg, run, limit_val_batches=1, check_val_every_n_epoch=200)
+    trained = CVAEModule.load_from_checkpoint(
+        run / "checkpoints" / "cvae" / "last.ckpt", cfg=cfg, info=read_store_info(run)
+    )
+    end = recon(trained)
+    assert end <= 0.2 * start, (start, end)
+
+
+def _weights(path):
+    sd = torch.load(path, weights_only=False)["state_dict"]
+    return {k: v.float() for k, v in sd.items()}
+
+
+def test_resume_gives_the_same_weights(small_run, tmp_path):
+    over = [*SMALL, "train.epochs=4", "train.scheduler=cosine", "train.warmup_epochs=1"]
+    cfg = load_config("demo", over)
+    a = copy_run(small_run, tmp_path / "a")
+    b = copy_run(small_run, tmp_path / "b")
+    fit(cfg, a)
+    fit(cfg, b, max_epochs=2)  # stop half-way (the schedule still spans 4 epochs)
+    fit(cfg, b, resume=b / "checkpoints" / "cvae" / "last.ckpt")
+    assert (b / "logs" / "cvae" / "version_0" / "metrics.csv").is_file()  # kept, not overwritten
+    assert (b / "logs" / "cvae" / "version_1" / "metrics.csv").is_file()
+    wa = _weights(a / "checkpoints" / "cvae" / "last.ckpt")
+    wb = _weights(b / "checkpoints" / "cvae" / "last.ckpt")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_nan_loss_stops_with_step_and_term(small_run, tmp_path, monkeypatch):
+    import downpour.training.cvae_module as cm
+
+    real = cm.cvae_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        total, terms = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] > 14:  # well into epoch 1 (12 batches per epoch + val batches)
+            terms = {**terms, "mass": torch.tensor(float("nan"))}
+            total = total + terms["mass"]
+        return total, terms
+
+    monkeypatch.setattr(cm, "cvae_loss", poisoned)
+    run = copy_run(small_run, tmp_path / "run")
+    cfg = load_config("demo", [*SMALL, "train.epochs=3"])
+    with pytest.raises(DownpourError, match=r"at step \d+ .*non-finite term\(s\): mass"):
+        fit(cfg, run)
+    good = run / "checkpoints" / "cvae" / "epoch=000.ckpt"
+    assert good.is_file()
+    sd = torch.load(good, weights_only=False)["state_dict"]
+    assert all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point())
+
+
+def test_interrupted_checkpoint_write_keeps_the_old_file(small_run, tmp_path, monkeypatch):
+    run = copy_run(small_run, tmp_path / "run")
+    cfg = load_config("demo", [*SMALL, "train.epochs=1"])
+    fit(cfg, run)
+    last = run / "checkpoints" / "cvae" / "last.ckpt"
+    before = last.read_bytes()
+
+    import fsspec.implementations.local as local
+
+    def broken_write(self, *a, **k):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(local.LocalFileOpener, "write", broken_write)
+    with pytest.raises(OSError, match="disk full"):
+        fit(load_config("demo", [*SMALL, "train.epochs=2"]), run, resume=last)
+    assert last.read_bytes() == before
+
+
+def test_cli_train_cvae(small_run, tmp_path):
+    run = copy_run(small_run, tmp_path / "run")
+    args = ["train", "cvae", "--config", "demo", "--out", str(run), "--set", "train.epochs=1"]
+    for item in SMALL:
+        args += ["--set", item]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert "parameters" in res.output and "trained 1 epochs" in res.output
+    assert (run / "checkpoints" / "cvae" / "last.ckpt").is_file()
+
+
+def test_cli_resume_missing_checkpoint(tmp_path):
+    res = CliRunner().invoke(
+        cli, ["train", "cvae", "--out", str(tmp_path), "--resume", "nope.ckpt"]
+    )
+    assert res.exit_code == 2 and "nope.ckpt" in res.output and "Traceback" not in res.output
