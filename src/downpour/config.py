@@ -239,6 +239,9 @@ class TrainConfig(Section):
     flips: bool = False
     noise: float = Field(0.0, ge=0.0)
     checkpoint_every: int = Field(10, ge=1)
+    max_batches_per_epoch: int | None = Field(
+        None, ge=1, description="cap on training batches per epoch (None: every day once)"
+    )
     num_workers: int = Field(0, ge=0)
     accelerator: str = "auto"
     devices: int | str = 1

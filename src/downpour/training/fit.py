@@ -120,6 +120,8 @@ def train_cvae(
     dm.setup("fit")
     assert dm.train_set is not None
     batches = math.ceil(len(dm.train_set) / dm.batch_size)
+    if cfg.train.max_batches_per_epoch:
+        batches = min(batches, cfg.train.max_batches_per_epoch)
     steps_per_epoch = math.ceil(batches / cfg.train.accumulate)
     module = CVAEModule(cfg, dm.info, steps_per_epoch=steps_per_epoch)
     n_params = sum(p.numel() for p in module.net.parameters())

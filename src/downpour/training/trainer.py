@@ -118,6 +118,7 @@ def build_trainer(
         "precision": cfg.precision,
         "gradient_clip_val": cfg.grad_clip or None,
         "accumulate_grad_batches": cfg.accumulate,
+        "limit_train_batches": cfg.max_batches_per_epoch or 1.0,
         "callbacks": callbacks,
         "logger": loggers,
         "default_root_dir": run_dir,
