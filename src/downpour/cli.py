@@ -85,14 +85,12 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="downpour")
 def cli() -> None:
-    r"""downpour: deep-learning precipitation toolkit.
+    """downpour: deep-learning precipitation toolkit.
 
-    \b
-    Steps of the main job (DESIGN.md §1):
-      prepare   files or the embedded dataset → training store + data card
-      train     train a model: `train cvae`
-      demo      the whole job on the embedded dataset
-      config    print the resolved configuration
+    Each step of the main job is its own command: `prepare` builds the
+    training store, `train cvae` trains the conditional VAE, `demo` runs the
+    job on the embedded dataset. Every command takes --config (a YAML file or
+    a preset in configs/) and --set section.key=value overrides.
     """
 
 
@@ -180,7 +178,7 @@ def demo(cfg: Config, out: Path) -> None:
 
 @cli.group()
 def train() -> None:
-    """Train a model of the run (cvae; srdrn arrives with the SRDRN issue)."""
+    """Train a model of the run."""
 
 
 @train.command("cvae")
