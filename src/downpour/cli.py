@@ -172,8 +172,17 @@ def prepare(cfg: Config, out: Path | None) -> None:
     help="Run directory.",
 )
 def demo(cfg: Config, out: Path) -> None:
-    """Run the main job on the embedded dataset (default config: the demo preset)."""
+    """Run the main job on the embedded dataset (default config: the demo preset).
+
+    Steps so far: prepare the store (printing the data card), then train the
+    cVAE. About 5 minutes on a 2-core CPU.
+    """
+    from downpour.training.fit import train_cvae
+
     _run_prepare(cfg, out)
+    result = train_cvae(cfg, out, echo=lambda m: console.print(escape(m)))
+    _print_train_result(result)
+    console.print(escape(f"run directory: {out}"))
 
 
 @cli.group()

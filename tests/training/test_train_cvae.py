@@ -241,3 +241,14 @@ def test_cli_resume_missing_checkpoint(tmp_path):
         cli, ["train", "cvae", "--out", str(tmp_path), "--resume", "nope.ckpt"]
     )
     assert res.exit_code == 2 and "nope.ckpt" in res.output and "Traceback" not in res.output
+
+
+def test_cli_demo_prepares_and_trains(tmp_path):
+    args = ["demo", "--out", str(tmp_path / "run"), "--set", "train.epochs=1"]
+    for item in SMALL:
+        args += ["--set", item]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert "heavy" in res.output and "trained 1 epochs" in res.output  # data card, then training
+    assert (tmp_path / "run" / "data" / "card.json").is_file()
+    assert (tmp_path / "run" / "checkpoints" / "cvae" / "best.ckpt").is_file()
