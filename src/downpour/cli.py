@@ -68,6 +68,18 @@ def _config_options(
     return decorate
 
 
+def _out_option(default: Path | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Return the ``--out RUN`` option (default: ``runs/<name>`` when ``default`` is None)."""
+    return click.option(
+        "--out",
+        "-o",
+        type=click.Path(path_type=Path),
+        default=default,
+        show_default=default is not None,
+        help="Run directory" + ("." if default is not None else " (default: runs/<name>)."),
+    )
+
+
 class _Group(click.Group):
     """Group that turns DownpourError into one clean error line (exit 2)."""
 
@@ -149,13 +161,7 @@ def _run_prepare(cfg: Config, out: Path) -> dict[str, Any]:
 
 @cli.command()
 @_config_options()
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Run directory (default: runs/<name>).",
-)
+@_out_option()
 def prepare(cfg: Config, out: Path | None) -> None:
     """Build the chunked zarr training store and the JSON data card."""
     _run_prepare(cfg, out or Path("runs") / cfg.name)
@@ -163,14 +169,7 @@ def prepare(cfg: Config, out: Path | None) -> None:
 
 @cli.command()
 @_config_options(default="demo")
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path),
-    default=Path("runs/demo"),
-    show_default=True,
-    help="Run directory.",
-)
+@_out_option(Path("runs/demo"))
 def demo(cfg: Config, out: Path) -> None:
     """Run the main job on the embedded dataset (default config: the demo preset).
 
@@ -192,13 +191,7 @@ def train() -> None:
 
 @train.command("cvae")
 @_config_options(default="demo")
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Run directory (default: runs/<name>).",
-)
+@_out_option()
 @click.option(
     "--resume",
     type=click.Path(path_type=Path),
