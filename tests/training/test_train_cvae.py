@@ -252,3 +252,20 @@ def test_cli_demo_prepares_and_trains(tmp_path):
     assert "heavy" in res.output and "trained 1 epochs" in res.output  # data card, then training
     assert (tmp_path / "run" / "data" / "card.json").is_file()
     assert (tmp_path / "run" / "checkpoints" / "cvae" / "best.ckpt").is_file()
+
+
+def test_bf16_accumulation_and_plateau_warmup(small_run, tmp_path):
+    """bf16-mixed precision, gradient accumulation 2 and plateau LR with warm-up run together."""
+    run = copy_run(small_run, tmp_path / "run")
+    cfg = load_config("demo", [
+        *SMALL, "train.epochs=2", "train.precision=bf16-mixed", "train.accumulate=2",
+        "train.scheduler=plateau", "train.warmup_epochs=1", "train.lr=1e-3",
+    ])
+    res = fit(cfg, run)
+    assert res.epochs == 2 and np.isfinite(res.metrics["val/MAE"])
+    rows = list(csv.DictReader((run / "logs" / "cvae" / "version_0" / "metrics.csv").open()))
+    steps = sorted({int(r["step"]) for r in rows if r.get("train/loss")})
+    # 12 batches per epoch, accumulated by 2: 6 optimiser steps per epoch, 12 in all
+    assert steps[-1] == 11
+    lrs = [float(r["lr-Adam"]) for r in rows if r.get("lr-Adam")]
+    assert lrs[0] == pytest.approx(1e-3 / 6)  # first warm-up step: lr · 1/(6 steps)
