@@ -222,6 +222,78 @@ def _print_train_result(result: Any) -> None:
     )
 
 
+@cli.command()
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="cVAE checkpoint (repeat for several models; members are concatenated).",
+)
+@click.option(
+    "--store",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Prepared store or run directory (default: the checkpoint's run).",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output store (default: RUN/samples/<mode>_<split>.zarr).",
+)
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    default=None,
+    help="Config whose `sampling` section is used (default: the checkpoint's).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override a value, e.g. --set sampling.mode=prior --set sampling.members=10.",
+)
+def sample(
+    checkpoints: tuple[Path, ...],
+    store: Path | None,
+    out: Path | None,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Draw K synthetic members per selected day from trained cVAE checkpoints.
+
+    Samples from training days (the default) may augment training data;
+    samples from validation or test days are marked for evaluation only.
+    """
+    from downpour.config import apply_overrides
+    from downpour.sampling import load_cvae, sample_cvae, write_samples
+
+    if config_path is not None:
+        cfg = load_config(config_path, overrides)
+    else:
+        cfg = apply_overrides(load_cvae(checkpoints[0])[1], overrides, str(checkpoints[0]))
+    run = checkpoints[0].resolve().parents[2]
+    store = store or run / "data" / "store.zarr"
+    s = cfg.sampling
+    suffix = ".zarr" if s.format == "zarr" else ".nc"
+    out = out or run / "samples" / f"{s.mode}_{s.split}{suffix}"
+    ds = sample_cvae(list(checkpoints), store, s)
+    write_samples(ds, out, s.format)
+    n_ev, n_mem = ds.sizes["event"], ds.sizes["member"]
+    note = " (evaluation only: not for training)" if ds.attrs["for_evaluation_only"] else ""
+    console.print(
+        escape(
+            f"wrote {out}: {n_ev} events × {n_mem} members, {s.mode} mode, T={s.temperature}, "
+            f"{s.split} split{note}"
+        )
+    )
+
+
 @cli.command("config")
 @_config_options()
 def show_config(cfg: Config) -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "SplitsConfig",
     "TrainConfig",
     "VariableSource",
+    "apply_overrides",
     "load_config",
     "preset_path",
     "save_config",
@@ -515,6 +516,24 @@ def load_config(
         return Config.model_validate(raw)
     except ValidationError as exc:
         raise DownpourError(_format_errors(exc, source)) from None
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str], source: str = "the config") -> Config:
+    """Return a copy of ``cfg`` with ``section.key=value`` overrides applied and validated.
+
+    Used where the base config is not a file, e.g. the config stored in a checkpoint.
+    """
+    if not overrides:
+        return cfg
+    raw = cfg.model_dump(mode="json")
+    for item in overrides:
+        _apply_override(raw, item)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise DownpourError(
+            _format_errors(exc, f"{source} (with --set {' '.join(overrides)})")
+        ) from None
 
 
 def config_to_yaml(cfg: Config) -> str:

@@ -1,0 +1,197 @@
+"""downpour sample: reproducible, batched sampling from checkpoints into (event, member, y, x)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from click.testing import CliRunner
+
+from downpour.cli import cli
+from downpour.config import SamplingConfig, load_config
+from downpour.data.prepare import prepare
+from downpour.errors import DownpourError
+from downpour.sampling import load_cvae, sample_cvae, write_samples
+from downpour.training.fit import train_cvae
+
+SMALL = [
+    "data.embedded.n_years=2",
+    "data.embedded.height=48",
+    "data.embedded.width=36",
+    "data.splits.train={start: 2001-01-01, end: 2001-06-30}",
+    "data.splits.val={start: 2001-07-01, end: 2001-08-31}",
+    "data.splits.test.years=[2002]",
+    "data.heavy.quantile=0.9",
+    "model.base_filters=8",
+    "model.d_z=8",
+    "model.d_x=16",
+    "model.d_y=16",
+    "train.batch_size=16",
+    "train.epochs=1",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("sample_run")
+    cfg = load_config("demo", SMALL)
+    prepare(cfg, run)
+    train_cvae(cfg, run, echo=lambda *a: None, enable_progress_bar=False)
+    return run
+
+
+def ckpt(run: Path) -> Path:
+    return run / "checkpoints" / "cvae" / "last.ckpt"
+
+
+def test_shapes_coords_attrs_and_exact_zeros(trained):
+    s = SamplingConfig(mode="prior", members=3, seed=1, batch_size=4)
+    ds = sample_cvae([ckpt(trained)], trained / "data" / "store.zarr", s, progress=False)
+    store = xr.open_zarr(trained / "data" / "store.zarr", consolidated=False)
+    heavy_train = (store["split"].values == "train") & store["is_heavy"].values
+    assert ds["samples"].dims == ("event", "member", "y", "x")
+    assert ds["samples"].shape == (int(heavy_train.sum()), 3, 48, 36)
+    np.testing.assert_array_equal(ds["time"].values, store["time"].values[heavy_train])
+    np.testing.assert_array_equal(
+        ds["target"].values[:, store["mask"].values],
+        store["target"].values[heavy_train][:, store["mask"].values],
+    )
+    mask = ds["mask"].values
+    assert np.isnan(ds["samples"].values[:, :, ~mask]).all()
+    vals = ds["samples"].values[:, :, mask]
+    assert np.isfinite(vals).all() and (vals >= 0).all()
+    assert (
+        ds.attrs["mode"] == "prior"
+        and ds.attrs["seed"] == 1
+        and ds.attrs["for_evaluation_only"] == 0
+    )
+    assert json.loads(ds.attrs["checkpoints"]) == [str(ckpt(trained))]
+    assert ds["samples"].attrs["units"] == "mm/day"
+
+
+def test_same_seed_same_samples_other_seed_differs(trained):
+    store = trained / "data" / "store.zarr"
+    a = sample_cvae([ckpt(trained)], store, SamplingConfig(members=4, seed=3), progress=False)
+    b = sample_cvae([ckpt(trained)], store, SamplingConfig(members=4, seed=3), progress=False)
+    c = sample_cvae([ckpt(trained)], store, SamplingConfig(members=4, seed=4), progress=False)
+    np.testing.assert_array_equal(a["samples"].values, b["samples"].values)
+    assert not np.array_equal(a["samples"].values, c["samples"].values)
+
+
+def test_matches_the_network_member_by_member(trained):
+    """The batched path equals calling CVAE.sample on the same days with the same generator."""
+    from downpour.data.dataset import PrecipDataset
+
+    store = trained / "data" / "store.zarr"
+    s = SamplingConfig(mode="posterior", members=2, seed=5, batch_size=64, days="all")
+    ds = sample_cvae([ckpt(trained)], store, s, progress=False)
+    net, _, _ = load_cvae(ckpt(trained))
+    days = PrecipDataset(store, "train")
+    batch = torch.utils.data.default_collate([days[i] for i in range(len(days))][:64])
+    z = net.sample(
+        batch["x"],
+        batch["s"],
+        2,
+        mode="posterior",
+        y=batch["y"],
+        generator=torch.Generator().manual_seed(5),
+    )
+    ref = torch.expm1(z).clamp_min(0).numpy()
+    mask = ds["mask"].values
+    np.testing.assert_allclose(
+        ds["samples"].values[:64][:, :, mask], ref[:, :, mask], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_several_checkpoints_concatenate_members(trained):
+    store = trained / "data" / "store.zarr"
+    other = trained / "checkpoints" / "cvae" / "best.ckpt"
+    ds = sample_cvae([ckpt(trained), other], store, SamplingConfig(members=2), progress=False)
+    assert ds.sizes["member"] == 4
+    assert list(ds["checkpoint"].values) == [str(ckpt(trained))] * 2 + [str(other)] * 2
+
+
+def test_test_split_is_marked_for_evaluation_only(trained):
+    ds = sample_cvae(
+        [ckpt(trained)],
+        trained / "data" / "store.zarr",
+        SamplingConfig(split="test", members=2),
+        progress=False,
+    )
+    assert ds.attrs["for_evaluation_only"] == 1 and ds.attrs["split"] == "test"
+    assert str(ds["time"].values[0])[:4] == "2002"
+
+
+def test_date_list_and_pixel_threshold(trained):
+    s = SamplingConfig(days=["2001-01-05", "2001-02-10"], members=2, pixel_threshold=0.5)
+    ds = sample_cvae([ckpt(trained)], trained / "data" / "store.zarr", s, progress=False)
+    assert [str(t)[:10] for t in ds["time"].values] == ["2001-01-05", "2001-02-10"]
+    v = ds["samples"].values[:, :, ds["mask"].values]
+    assert not ((v > 0) & (v < 0.5)).any()
+
+
+def test_threshold_removing_all_rain_warns_with_numbers(trained):
+    s = SamplingConfig(members=2, pixel_threshold=1e6)
+    with pytest.warns(UserWarning, match=r"removes all rain: the wet share of samples fell from"):
+        sample_cvae([ckpt(trained)], trained / "data" / "store.zarr", s, progress=False)
+
+
+def test_errors(trained, tmp_path):
+    store = trained / "data" / "store.zarr"
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(DownpourError, match="cannot be read"):
+        sample_cvae([bad], store, SamplingConfig(), progress=False)
+    with pytest.raises(DownpourError, match="not in split"):
+        sample_cvae([ckpt(trained)], store, SamplingConfig(days=["1999-01-01"]), progress=False)
+    # a store on another grid
+    other = tmp_path / "other"
+    prepare(
+        load_config("demo", [*SMALL, "data.embedded.height=60", "data.embedded.width=36"]), other
+    )
+    with pytest.raises(DownpourError, match=r"trained on a 48×36 grid.*has 60×36"):
+        sample_cvae(
+            [ckpt(trained)], other / "data" / "store.zarr", SamplingConfig(), progress=False
+        )
+
+
+def test_no_heavy_day_in_selection(trained, tmp_path):
+    from downpour.data.dataset import PrecipDataset
+    from downpour.sampling import select_days
+
+    ds = PrecipDataset(trained / "data" / "store.zarr", "train")
+    ds._is_heavy[:] = False  # a split without heavy days
+    with pytest.raises(DownpourError, match="no heavy day"):
+        select_days(ds, "heavy_only")
+
+
+def test_write_zarr_and_netcdf_round_trip(trained, tmp_path):
+    ds = sample_cvae(
+        [ckpt(trained)], trained / "data" / "store.zarr", SamplingConfig(members=2), progress=False
+    )
+    for fmt, name in (("zarr", "s.zarr"), ("netcdf", "s.nc")):
+        path = write_samples(ds, tmp_path / name, fmt)
+        back = xr.open_zarr(path, consolidated=False) if fmt == "zarr" else xr.open_dataset(path)
+        np.testing.assert_array_equal(back["samples"].values, ds["samples"].values)
+        assert back.attrs["mode"] == "posterior"
+
+
+def test_cli_sample(trained):
+    res = CliRunner().invoke(
+        cli,
+        [
+            "sample",
+            "--checkpoint",
+            str(ckpt(trained)),
+            "--set",
+            "sampling.members=2",
+            "--set",
+            "sampling.mode=prior",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    out = trained / "samples" / "prior_train.zarr"
+    assert out.is_dir() and "2 members" in res.output
+    assert xr.open_zarr(out, consolidated=False).sizes["member"] == 2
