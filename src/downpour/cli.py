@@ -100,8 +100,8 @@ def cli() -> None:
     """downpour: deep-learning precipitation toolkit.
 
     Each step of the main job is its own command: `prepare` builds the
-    training store, `train cvae` trains the conditional VAE, `demo` runs the
-    job on the embedded dataset. Every command takes --config (a YAML file or
+    training store, `train cvae` trains the conditional VAE, `sample` draws
+    synthetic fields from it, `demo` runs the job on the embedded dataset. Every command takes --config (a YAML file or
     a preset in configs/) and --set section.key=value overrides.
     """
 
