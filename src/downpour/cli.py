@@ -101,8 +101,9 @@ def cli() -> None:
 
     Each step of the main job is its own command: `prepare` builds the
     training store, `train cvae` trains the conditional VAE, `sample` draws
-    synthetic fields from it, `demo` runs the job on the embedded dataset. Every command takes --config (a YAML file or
-    a preset in configs/) and --set section.key=value overrides.
+    synthetic fields from it, `demo` runs the job on the embedded dataset.
+    Every command takes --config (a YAML file or a preset in configs/) and
+    --set section.key=value overrides.
     """
 
 
@@ -173,14 +174,24 @@ def prepare(cfg: Config, out: Path | None) -> None:
 def demo(cfg: Config, out: Path) -> None:
     """Run the main job on the embedded dataset (default config: the demo preset).
 
-    Steps so far: prepare the store (printing the data card), then train the
-    cVAE. About 5 minutes on a 2-core CPU.
+    Steps so far: prepare the store (printing the data card), train the
+    cVAE, sample the heavy training days in posterior and prior mode. About
+    5 minutes on a 2-core CPU.
     """
+    from downpour.sampling import sample_cvae, write_samples
     from downpour.training.fit import train_cvae
 
     _run_prepare(cfg, out)
     result = train_cvae(cfg, out, echo=lambda m: console.print(escape(m)))
     _print_train_result(result)
+    ckpt = result.best_checkpoint or result.last_checkpoint
+    for mode in ("posterior", "prior"):
+        s = cfg.sampling.model_copy(update={"mode": mode, "split": "train"})
+        path = write_samples(
+            sample_cvae([ckpt], out / "data" / "store.zarr", s),
+            out / "samples" / f"{mode}_train.zarr",
+        )
+        console.print(escape(f"wrote {path} ({s.members} members per heavy training day)"))
     console.print(escape(f"run directory: {out}"))
 
 

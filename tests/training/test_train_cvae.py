@@ -252,6 +252,8 @@ def test_cli_demo_prepares_and_trains(tmp_path):
     assert "heavy" in res.output and "trained 1 epochs" in res.output  # data card, then training
     assert (tmp_path / "run" / "data" / "card.json").is_file()
     assert (tmp_path / "run" / "checkpoints" / "cvae" / "best.ckpt").is_file()
+    for mode in ("posterior", "prior"):
+        assert (tmp_path / "run" / "samples" / f"{mode}_train.zarr" / "zarr.json").is_file()
 
 
 def test_bf16_accumulation_and_plateau_warmup(small_run, tmp_path):
