@@ -150,7 +150,7 @@ class Inputs:
             cli, ["prepare", "--config", str(cfg), "--out", str(self.out), *extra]
         )
 
-    def fails(self, cfg: Path, *must_contain: str) -> str:
+    def assert_fails(self, cfg: Path, *must_contain: str) -> str:
         """Run prepare, check a clean failure naming ``must_contain``; return the output."""
         result = self.prepare(cfg)
         out = result.output
@@ -198,7 +198,7 @@ def lowres(coord: np.ndarray, factor: int = FACTOR) -> np.ndarray:
 def test_missing_target_file(inputs: Inputs) -> None:
     missing = inputs.root / "nowhere" / "pr.nc"
     cfg = inputs.config(target=missing)
-    inputs.fails(cfg, str(missing), "not found", "data.target.path")
+    inputs.assert_fails(cfg, str(missing), "not found", "data.target.path")
 
 
 @pytest.mark.parametrize("folder", ["era5[v2]", "runs[/old]"])
@@ -206,13 +206,13 @@ def test_message_with_brackets_in_the_path_is_printed_verbatim(inputs: Inputs, f
     # the path is user text, not console markup: it must appear unchanged
     missing = inputs.root / folder / "pr.nc"
     cfg = inputs.config(target=missing)
-    inputs.fails(cfg, f"file {missing} not found", "data.target.path")
+    inputs.assert_fails(cfg, f"file {missing} not found", "data.target.path")
 
 
 def test_missing_variable(inputs: Inputs) -> None:
     path = inputs.target(variable="precip")
     cfg = inputs.config()  # asks for 'pr'
-    inputs.fails(
+    inputs.assert_fails(
         cfg,
         f"variable 'pr' not found in {path}",
         "it holds: precip",
@@ -222,7 +222,7 @@ def test_missing_variable(inputs: Inputs) -> None:
 
 def test_unknown_units(inputs: Inputs) -> None:
     path = inputs.target(units="degC")
-    out = inputs.fails(inputs.config(), f"variable 'pr' in {path}", "'degC'", "data.target")
+    out = inputs.assert_fails(inputs.config(), f"variable 'pr' in {path}", "'degC'", "data.target")
     # says which units are accepted, and which config key overrides a wrong attribute
     # (as the message for a missing units attribute does: "set 'data.target.units'")
     assert "kg m-2 s-1" in out and "mm/day" in out
@@ -232,7 +232,7 @@ def test_unknown_units(inputs: Inputs) -> None:
 def test_corrupt_netcdf(inputs: Inputs) -> None:
     path = inputs.root / "pr.nc"
     path.write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    out = inputs.fails(inputs.config(), str(path), "data.target", "cannot read", "corrupt")
+    out = inputs.assert_fails(inputs.config(), str(path), "data.target", "cannot read", "corrupt")
     # no advice that does not apply: the config has no 'engine' to select, and
     # installing IO packages does not repair a corrupt file
     assert "engine" not in out
@@ -243,7 +243,7 @@ def test_truncated_netcdf(inputs: Inputs) -> None:
     path = inputs.target()
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # a download cut short
-    inputs.fails(inputs.config(), str(path), "data.target", "cannot read", "complete")
+    inputs.assert_fails(inputs.config(), str(path), "data.target", "cannot read", "complete")
 
 
 def test_four_dimensional_variable(inputs: Inputs) -> None:
@@ -260,7 +260,7 @@ def test_four_dimensional_variable(inputs: Inputs) -> None:
     )
     path = inputs.root / "pr.nc"
     ds.to_netcdf(path)
-    inputs.fails(
+    inputs.assert_fails(
         inputs.config(),
         f"variable 'pr' in {path}",
         "4 dimensions",
@@ -277,7 +277,7 @@ def test_mask_on_another_grid(inputs: Inputs) -> None:
         {"lsm": (("lat", "lon"), np.ones((10, 12), dtype=np.float32))},
         coords={"lat": grid(10, 40.0), "lon": grid(12, 10.0)},
     ).to_netcdf(path)
-    out = inputs.fails(
+    out = inputs.assert_fails(
         inputs.config({"mask": {"path": str(path), "variable": "lsm"}}),
         "data.mask",
         f"variable 'lsm' in {path}",
@@ -296,7 +296,7 @@ def test_inf_in_target(inputs: Inputs) -> None:
     values = rain(N_DAYS, 12, 12)
     values[33, 4, 9] = np.inf  # 2001-02-03
     path = inputs.target(values)
-    inputs.fails(
+    inputs.assert_fails(
         inputs.config(),
         "data.target",
         f"variable 'pr' in {path}",
@@ -312,7 +312,7 @@ def test_nan_in_predictor(inputs: Inputs) -> None:
     q[63, 1, 2] = np.nan  # 2001-03-05
     path = inputs.predictor(lowres(grid(12, 40.0)), lowres(grid(12, 10.0)), q)
     cfg = inputs.config({"predictors": [{"path": str(path), "variable": "q"}]})
-    inputs.fails(
+    inputs.assert_fails(
         cfg,
         "data.predictors[0]",
         f"variable 'q' in {path}",
@@ -328,14 +328,16 @@ def test_inf_in_predictor(inputs: Inputs) -> None:
     q[400, 0, 0] = -np.inf  # 2002-02-05
     path = inputs.predictor(lowres(grid(12, 40.0)), lowres(grid(12, 10.0)), q)
     cfg = inputs.config({"predictors": [{"path": str(path), "variable": "q"}]})
-    inputs.fails(cfg, "data.predictors[0]", f"variable 'q' in {path}", "infinite", "2002-02-05")
+    inputs.assert_fails(
+        cfg, "data.predictors[0]", f"variable 'q' in {path}", "infinite", "2002-02-05"
+    )
 
 
 def test_negative_rain_beyond_rounding(inputs: Inputs) -> None:
     values = rain(N_DAYS, 12, 12)
     values[165, 3, 7] = -5.0  # 2001-06-15
     path = inputs.target(values)
-    inputs.fails(
+    inputs.assert_fails(
         inputs.config(),
         "data.target",
         f"variable 'pr' in {path}",
@@ -386,7 +388,7 @@ def test_mismatched_time_axes(inputs: Inputs) -> None:
     short = pd.date_range("2001-01-01", "2002-06-30", freq="D")  # 546 days: misses 184
     path = inputs.predictor(lowres(grid(12, 40.0)), lowres(grid(12, 10.0)), times=short)
     cfg = inputs.config({"predictors": [{"path": str(path), "variable": "q"}]})
-    inputs.fails(
+    inputs.assert_fails(
         cfg,
         "data.predictors[0]",
         f"variable 'q' in {path}",
@@ -401,7 +403,7 @@ def test_mismatched_time_axes(inputs: Inputs) -> None:
 def test_empty_split(inputs: Inputs) -> None:
     path = inputs.target()
     splits = {**default_splits(), "test": {"years": [2005]}}
-    inputs.fails(
+    inputs.assert_fails(
         inputs.config({"splits": splits}),
         "data.splits.test (2005) has no days",
         str(path),
@@ -417,7 +419,7 @@ def test_overlapping_splits(inputs: Inputs) -> None:
         "val": {"years": [2002]},
         "test": {"start": "2003-01-01", "end": "2003-12-31"},
     }
-    inputs.fails(
+    inputs.assert_fails(
         inputs.config({"splits": splits}),
         "data.splits",
         "'train' (2001-2002)",
@@ -432,7 +434,7 @@ def test_overlapping_splits(inputs: Inputs) -> None:
 
 def test_grid_smaller_than_scale_factor(inputs: Inputs) -> None:
     path = inputs.target()
-    inputs.fails(
+    inputs.assert_fails(
         inputs.config({"scale_factor": 16}),
         "data.target",
         str(path),
@@ -444,7 +446,7 @@ def test_grid_smaller_than_scale_factor(inputs: Inputs) -> None:
 
 def test_scale_factor_does_not_divide_grid(inputs: Inputs) -> None:
     path = inputs.target(ny=13, nx=14)
-    inputs.fails(
+    inputs.assert_fails(
         inputs.config(),  # grid_fit defaults to 'error'
         "data.target",
         str(path),
@@ -500,7 +502,7 @@ def test_predictor_domain_does_not_cover_target(inputs: Inputs) -> None:
     lon = np.linspace(10.3, 11.0, 8)
     path = inputs.predictor(lat, lon)
     cfg = inputs.config({"predictors": [{"path": str(path), "variable": "q"}]})
-    inputs.fails(
+    inputs.assert_fails(
         cfg,
         "data.predictors[0]",
         f"variable 'q' in {path}",
@@ -533,13 +535,13 @@ def test_predictor_on_a_larger_grid_is_interpolated(inputs: Inputs) -> None:
 def test_unknown_config_key(inputs: Inputs) -> None:
     inputs.target()
     cfg = inputs.config(extra={"train": {"epoch": 5}})
-    inputs.fails(cfg, "unknown config key 'train.epoch'", str(cfg), "did you mean 'epochs'?")
+    inputs.assert_fails(cfg, "unknown config key 'train.epoch'", str(cfg), "did you mean 'epochs'?")
 
 
 def test_unknown_config_key_in_data_section(inputs: Inputs) -> None:
     inputs.target()
     cfg = inputs.config({"scale_facter": 4})
-    inputs.fails(
+    inputs.assert_fails(
         cfg, "unknown config key 'data.scale_facter'", str(cfg), "did you mean 'scale_factor'?"
     )
 
@@ -547,16 +549,16 @@ def test_unknown_config_key_in_data_section(inputs: Inputs) -> None:
 def test_wrong_type_in_config(inputs: Inputs) -> None:
     inputs.target()
     cfg = inputs.config(extra={"train": {"epochs": "many"}})
-    inputs.fails(cfg, "'train.epochs'", str(cfg), "integer", "'many'")
+    inputs.assert_fails(cfg, "'train.epochs'", str(cfg), "integer", "'many'")
 
 
 def test_invalid_yaml(inputs: Inputs) -> None:
     inputs.target()
     cfg = inputs.root / "cfg.yaml"
     cfg.write_text("name: x\ndata:\n  scale_factor: 4\n   splits: {train: 2001\n", encoding="utf-8")
-    inputs.fails(cfg, f"config {cfg} is not valid YAML", "line 4")
+    inputs.assert_fails(cfg, f"config {cfg} is not valid YAML", "line 4")
 
 
 def test_missing_config_file(inputs: Inputs) -> None:
     cfg = inputs.root / "configs" / "missing.yaml"
-    inputs.fails(cfg, f"config file {cfg} not found", "presets: ", "demo")
+    inputs.assert_fails(cfg, f"config file {cfg} not found", "presets: ", "demo")

@@ -70,7 +70,6 @@ class DimNames(Section):
     x: str | None = None
     lat: str | None = None
     lon: str | None = None
-    channel: str | None = None
 
 
 class VariableSource(Section):

@@ -186,7 +186,7 @@ def sample_cvae(
                 stacklevel=2,
             )
     samples[:, :, ~mask] = np.nan
-    target = store_ds["target"].values[ds.store_index[events]]
+    target = store_ds["target"].isel(time=ds.store_index[events]).values
     target = np.where(mask, target, np.nan).astype(np.float32)
     coords: dict[str, Any] = {"time": ("event", ds.times[events])}
     for name in ("lat", "lon"):

@@ -259,10 +259,18 @@ def test_cli_demo_prepares_and_trains(tmp_path):
 def test_bf16_accumulation_and_plateau_warmup(small_run, tmp_path):
     """bf16-mixed precision, gradient accumulation 2 and plateau LR with warm-up run together."""
     run = copy_run(small_run, tmp_path / "run")
-    cfg = load_config("demo", [
-        *SMALL, "train.epochs=2", "train.precision=bf16-mixed", "train.accumulate=2",
-        "train.scheduler=plateau", "train.warmup_epochs=1", "train.lr=1e-3",
-    ])
+    cfg = load_config(
+        "demo",
+        [
+            *SMALL,
+            "train.epochs=2",
+            "train.precision=bf16-mixed",
+            "train.accumulate=2",
+            "train.scheduler=plateau",
+            "train.warmup_epochs=1",
+            "train.lr=1e-3",
+        ],
+    )
     res = fit(cfg, run)
     assert res.epochs == 2 and np.isfinite(res.metrics["val/MAE"])
     rows = list(csv.DictReader((run / "logs" / "cvae" / "version_0" / "metrics.csv").open()))

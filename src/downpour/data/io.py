@@ -96,7 +96,7 @@ def _time_dim(da: xr.DataArray, given: str | None) -> str | None:
 
 
 def _latlon(
-    ds: xr.Dataset, da: xr.DataArray, ydim: str, xdim: str, src: VariableSource
+    ds: xr.Dataset, ydim: str, xdim: str, src: VariableSource
 ) -> tuple[xr.DataArray | None, xr.DataArray | None]:
     """Find latitude/longitude arrays (1-D on the dims or 2-D over both)."""
 
@@ -205,7 +205,7 @@ def load_field(
             f"{role}: cannot tell the y (latitude) and x (longitude) dimensions of {where} "
             f"among {space}; set '{role}.dims.y' and '{role}.dims.x'"
         )
-    lat, lon = _latlon(ds, da, ydim, xdim, src)
+    lat, lon = _latlon(ds, ydim, xdim, src)
     projected = False
     if (lat is None or lon is None) and ydim in ds.coords and xdim in ds.coords:
         # a projected grid (e.g. radar composites): 1-D y/x coordinates stand in for lat/lon
