@@ -135,7 +135,8 @@ def test_date_list_and_pixel_threshold(trained):
 def test_threshold_removing_all_rain_warns_with_numbers(trained):
     s = SamplingConfig(members=2, pixel_threshold=1e6)
     with pytest.warns(UserWarning, match=r"removes all rain: the wet share of samples fell from"):
-        sample_cvae([ckpt(trained)], trained / "data" / "store.zarr", s, progress=False)
+        ds = sample_cvae([ckpt(trained)], trained / "data" / "store.zarr", s, progress=False)
+    assert (ds["samples"].values[:, :, ds["mask"].values] == 0).all()
 
 
 def test_errors(trained, tmp_path):

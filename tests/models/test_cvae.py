@@ -60,7 +60,7 @@ def sharpen_hurdle(net: CVAE) -> None:
         net.decoder.head.conv.weight.mul_(50)
 
 
-def check_output(out, net: CVAE, shape: tuple[int, int]) -> None:
+def assert_output_valid(out, net: CVAE, shape: tuple[int, int]) -> None:
     d_z = net.cfg.d_z
     assert out.y_hat.shape == (B, 1, *shape)
     for name in ("mu", "logvar", "prior_mu", "prior_logvar", "z"):
@@ -90,10 +90,10 @@ def test_shapes_every_option(head, prior, injection, skips, attention, res_block
         res_blocks=res_blocks,
     )
     out = net(x, s, y)
-    check_output(out, net, (24, 24))
+    assert_output_valid(out, net, (24, 24))
     out.y_hat.sum().backward()
     net.eval()
-    check_output(net(x, s, mode="prior"), net, (24, 24))
+    assert_output_valid(net(x, s, mode="prior"), net, (24, 24))
 
 
 @pytest.mark.parametrize(
@@ -106,9 +106,9 @@ def test_shapes_every_option(head, prior, injection, skips, attention, res_block
 )
 def test_shapes_other_grids(shape, scale, options):
     net, x, s, y = make(shape, scale, **options)
-    check_output(net(x, s, y), net, shape)
+    assert_output_valid(net(x, s, y), net, shape)
     net.eval()
-    check_output(net(x, s, mode="prior"), net, shape)
+    assert_output_valid(net(x, s, mode="prior"), net, shape)
 
 
 def test_level_sizes_and_seed():
@@ -283,7 +283,7 @@ def test_bf16_autocast_and_channels_last():
         out = net(*cl)
     assert out.y_hat.dtype == torch.bfloat16
     assert out.mu.dtype == out.logvar.dtype == out.prior_mu.dtype == torch.float32
-    check_output(out, net, (24, 24))
+    assert_output_valid(out, net, (24, 24))
     out.y_hat.float().sum().backward()
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
