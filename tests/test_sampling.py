@@ -14,32 +14,11 @@ from downpour.config import SamplingConfig, load_config
 from downpour.data.prepare import prepare
 from downpour.errors import DownpourError
 from downpour.sampling import load_cvae, sample_cvae, write_samples
-from downpour.training.fit import train_cvae
-
-SMALL = [
-    "data.embedded.n_years=2",
-    "data.embedded.height=48",
-    "data.embedded.width=36",
-    "data.splits.train={start: 2001-01-01, end: 2001-06-30}",
-    "data.splits.val={start: 2001-07-01, end: 2001-08-31}",
-    "data.splits.test.years=[2002]",
-    "data.heavy.quantile=0.9",
-    "model.base_filters=8",
-    "model.d_z=8",
-    "model.d_x=16",
-    "model.d_y=16",
-    "train.batch_size=16",
-    "train.epochs=1",
-]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("sample_run")
-    cfg = load_config("demo", SMALL)
-    prepare(cfg, run)
-    train_cvae(cfg, run, echo=lambda *a: None, enable_progress_bar=False)
-    return run
+def trained(trained_run: Path) -> Path:
+    return trained_run
 
 
 def ckpt(run: Path) -> Path:
@@ -139,7 +118,7 @@ def test_threshold_removing_all_rain_warns_with_numbers(trained):
     assert (ds["samples"].values[:, :, ds["mask"].values] == 0).all()
 
 
-def test_errors(trained, tmp_path):
+def test_errors(trained, tmp_path, small_overrides):
     store = trained / "data" / "store.zarr"
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a checkpoint")
@@ -150,7 +129,10 @@ def test_errors(trained, tmp_path):
     # a store on another grid
     other = tmp_path / "other"
     prepare(
-        load_config("demo", [*SMALL, "data.embedded.height=60", "data.embedded.width=36"]), other
+        load_config(
+            "demo", [*small_overrides, "data.embedded.height=60", "data.embedded.width=36"]
+        ),
+        other,
     )
     with pytest.raises(DownpourError, match=r"trained on a 48×36 grid.*has 60×36"):
         sample_cvae(

@@ -305,6 +305,118 @@ def sample(
     )
 
 
+def _print_quality(name: str, summary: dict[str, Any]) -> None:
+    from downpour.evaluation import quality_rows
+
+    table = Table(title=f"sample quality: {name} ({summary['events']} events × "
+                  f"{summary['members']} members, {summary['mode']} mode)")  # fmt: skip
+    for col in ("metric", "real", "generated"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for row in quality_rows(summary):
+        table.add_row(*row)
+    console.print(table)
+
+
+@cli.command()
+@click.argument("samples", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run directory for metrics/ and figures/ (default: the samples' run).",
+)
+@click.option("--figures/--no-figures", default=True, show_default=True, help="Draw the PNGs.")
+def evaluate(samples: tuple[Path, ...], out: Path | None, figures: bool) -> None:
+    """Score samples stores against the real fields (DESIGN.md §8.1).
+
+    Writes RUN/metrics/sample_quality.json (one entry per store, named after
+    the file) and RUN/figures/<name>_*.png, and prints the table.
+    """
+    from downpour.evaluation import evaluate as run_evaluate
+
+    for path in samples:
+        q = run_evaluate(path, out, figures=figures)
+        _print_quality(path.name.split(".")[0], q.summary)
+
+
+def _run_config(run: Path, config_path: str | None, overrides: tuple[str, ...]) -> Config:
+    """``--config`` if given, else the run's own config.yaml, else the defaults."""
+    if config_path is None and (run / "config.yaml").is_file():
+        config_path = str(run / "config.yaml")
+    return load_config(config_path, overrides)
+
+
+@cli.command("augment")
+@click.argument("samples", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--store",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Prepared store the samples were drawn from (default: the samples' run).",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Augmented store (default: RUN/data/augmented.zarr).",
+)
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    default=None,
+    help="Config whose `augment` section is used (default: RUN/config.yaml).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="e.g. --set augment.per_event=3, augment.ratio=0.2, augment.predictors=coarsened.",
+)
+def augment_cmd(
+    samples: tuple[Path, ...],
+    store: Path | None,
+    out: Path | None,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Mix real training days with synthetic members of heavy events into a new store.
+
+    Only samples of training days are accepted. SRDRN trains on the result
+    with `downpour train srdrn --store RUN/data/augmented.zarr`.
+    """
+    from downpour.augment import augment
+
+    first = samples[0].resolve()
+    run = first.parent.parent if first.parent.name == "samples" else first.parent
+    cfg = _run_config(run, config_path, overrides)
+    out = out or run / "data" / "augmented.zarr"
+    augment(store or run / "data" / "store.zarr", list(samples), out, cfg.augment,
+            echo=lambda m: console.print(escape(m)))  # fmt: skip
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("runs/compare"),
+    show_default=True,
+    help="Folder for compare.md and compare.csv.",
+)
+def compare(runs: tuple[Path, ...], out: Path) -> None:
+    """Print the metrics of several runs side by side (Markdown and CSV tables)."""
+    from downpour.compare import write_comparison
+
+    md_path, csv_path, md = write_comparison(runs, out)
+    click.echo(md, nl=False)
+    console.print(escape(f"wrote {md_path} and {csv_path}"))
+
+
 @cli.command("config")
 @_config_options()
 def show_config(cfg: Config) -> None:

@@ -30,6 +30,7 @@ from downpour.errors import DownpourError
 from downpour.utils import atomic_write_text
 
 __all__ = [
+    "AugmentConfig",
     "Config",
     "DataConfig",
     "DimNames",
@@ -280,6 +281,35 @@ class SRDRNConfig(Section):
     batch_size: int = Field(64, ge=1)
     epochs: int = Field(100, ge=1)
     baseline: Literal["bicubic", "bcsd"] = "bicubic"
+    kernel_size: int = Field(3, ge=1, description="odd kernel of every convolution")
+    upsample_filters: int = Field(256, ge=1, description="channels of the upsampling stages")
+    output: Literal["log1p", "linear"] = Field(
+        "log1p",
+        description="last conv predicts log1p(mm/day) (expm1 of its ReLU is returned) "
+        "or mm/day directly (its ReLU is returned)",
+    )
+    scheduler: Literal["cosine", "plateau", "none"] = Field(
+        "none", description="LR schedule (published: constant Adam); warm-up from train"
+    )
+    min_heavy_fraction: float = Field(
+        0.0, ge=0.0, le=1.0, description="heavy days per batch (published: plain shuffle)"
+    )
+    batches_per_epoch: int | None = Field(
+        None,
+        ge=1,
+        description="exact training batches per epoch, drawn from the shuffled stream "
+        "whatever the number of days (a fixed step budget); None: one pass over the days",
+    )
+    patience: int | None = Field(
+        None, ge=1, description="early-stopping patience in epochs; None: train every epoch"
+    )
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd_kernel(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(f"kernel_size must be odd (same-size padding), got {v}")
+        return v
 
     @field_validator("upsample")
     @classmethod
@@ -307,6 +337,68 @@ class NowcastConfig(Section):
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(1, ge=1)
     accumulate: int = Field(16, ge=1)
+    depth: int = Field(3, ge=1, le=6, description="U-Net down-sampling levels")
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of time for validation")
+    test_fraction: float = Field(
+        0.2, ge=0.0, lt=1.0, description="last share of time, held out for verification"
+    )
+    rollout_steps: int = Field(
+        1, ge=1, description="training unrolls this many steps, feeding predictions back"
+    )
+    crop: int | None = Field(
+        None, ge=8, description="train on random square crops of this size (None: whole grid)"
+    )
+    max_batches_per_epoch: int | None = Field(None, ge=1)
+    patience: int = Field(10, ge=1, description="early stopping on val/loss")
+    flips: bool = True
+    noise: float = Field(0.0, ge=0.0, description="multiplicative rain noise sigma (inputs)")
+    format: Literal["zarr", "netcdf"] = "zarr"
+    range_factor: float = Field(
+        2.0, gt=1.0, description="rollout warning when max/mean exceed this × the training's"
+    )
+    thresholds: list[float] = Field([0.1, 1.0, 5.0, 10.0], description="CSI/FSS, mm/h")
+    fss_scales: list[int] = Field([1, 5, 11, 21], description="FSS window sizes, pixels")
+    verify_every: int = Field(3, ge=1, description="steps between verification init times")
+    embedded_seed: int = 0
+    embedded_hours: int = Field(360, ge=12)
+    embedded_size: int = Field(64, ge=16)
+    embedded_step_minutes: int = Field(
+        15, ge=1, description="native step of the generator (accumulated to step_minutes)"
+    )
+
+    @model_validator(mode="after")
+    def _fractions(self) -> NowcastConfig:
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError(
+                f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g} "
+                "leaves less than 10% of the time for training"
+            )
+        return self
+
+
+class AugmentConfig(Section):
+    """Building the augmented training store (``downpour augment``, DESIGN.md §1 step 5)."""
+
+    per_event: int | None = Field(
+        None, ge=1, description="synthetic members per heavy event (None: all, or see ratio)"
+    )
+    ratio: float | None = Field(
+        None, gt=0.0, description="synthetic days per real training day (instead of per_event)"
+    )
+    top_events: int | None = Field(
+        None, ge=1, description="use only the N heaviest events (rank of the real event)"
+    )
+    predictors: Literal["paired", "coarsened"] = Field(
+        "paired",
+        description="X of a synthetic day: the real event's, or re-derived by coarsening Ŷ",
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_amount(self) -> AugmentConfig:
+        if self.per_event is not None and self.ratio is not None:
+            raise ValueError("set either augment.per_event or augment.ratio, not both")
+        return self
 
 
 class Config(Section):
@@ -318,6 +410,7 @@ class Config(Section):
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
     sampling: SamplingConfig = SamplingConfig()
+    augment: AugmentConfig = AugmentConfig()
     srdrn: SRDRNConfig = SRDRNConfig()
     nowcast: NowcastConfig = NowcastConfig()
 
