@@ -7,13 +7,22 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.downpour-installed
 RUN    ?= runs/demo
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint setup clean browser
 
 demo: $(STAMP)
 	$(BIN)/downpour demo --out $(RUN)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# The report test opens report.html in headless Chromium; install Debian's
+# package where possible (root with apt), else that test checks the HTML only.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+	      || (apt-get update -qq >/dev/null 2>&1 \
+	          && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1)) \
+	  || echo "chromium not installed: the report test falls back to checking the HTML"; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -171,28 +171,24 @@ def prepare(cfg: Config, out: Path | None) -> None:
 @cli.command()
 @_config_options(default="demo")
 @_out_option(Path("runs/demo"))
-def demo(cfg: Config, out: Path) -> None:
+@click.option("--n-boot", default=1000, show_default=True, help="Bootstrap resamples.")
+def demo(cfg: Config, out: Path, n_boot: int) -> None:
     """Run the main job on the embedded dataset (default config: the demo preset).
 
-    Steps so far: prepare the store (printing the data card), train the
-    cVAE, sample the heavy training days in posterior and prior mode. About
-    5 minutes on a 2-core CPU.
+    prepare → train cVAE → sample (posterior and prior) → evaluate → augment →
+    train SRDRN on real-only and on augmented data (same seed and steps) →
+    verify both and the baselines on the test years → report. Prints the
+    comparison table and the report's path.
     """
-    from downpour.sampling import sample_cvae, write_samples
-    from downpour.training.fit import train_cvae
+    from downpour.pipeline import run_pipeline
 
-    _run_prepare(cfg, out)
-    result = train_cvae(cfg, out, echo=lambda m: console.print(escape(m)))
-    _print_train_result(result)
-    ckpt = result.best_checkpoint or result.last_checkpoint
-    for mode in ("posterior", "prior"):
-        s = cfg.sampling.model_copy(update={"mode": mode, "split": "train"})
-        path = write_samples(
-            sample_cvae([ckpt], out / "data" / "store.zarr", s),
-            out / "samples" / f"{mode}_train.zarr",
-        )
-        console.print(escape(f"wrote {path} ({s.members} members per heavy training day)"))
-    console.print(escape(f"run directory: {out}"))
+    res = run_pipeline(cfg, out, echo=lambda m: console.print(escape(m)), n_boot=n_boot)
+    for name, summary in res.quality.items():
+        _print_quality(name, summary)
+    _print_verification(res.verification)
+    console.print(escape(res.verdict))
+    total = sum(res.seconds.values())
+    console.print(escape(f"total {total / 60:.1f} min; report: {res.report}"))
 
 
 @cli.group()
@@ -231,6 +227,139 @@ def _print_train_result(result: Any) -> None:
             f"best {result.best_checkpoint}\nlast {result.last_checkpoint}"
         )
     )
+
+
+@train.command("srdrn")
+@_config_options(default="demo")
+@_out_option()
+@click.option(
+    "--store",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Store to train on (default: RUN/data/store.zarr; e.g. RUN/data/augmented.zarr).",
+)
+@click.option(
+    "--kind",
+    default=None,
+    help="Variant name for checkpoints/logs (default: srdrn_real, or srdrn_augmented "
+    "when the store holds synthetic days).",
+)
+@click.option("--resume", type=click.Path(path_type=Path), default=None,
+              help="Continue from this checkpoint.")  # fmt: skip
+def train_srdrn_cmd(
+    cfg: Config, out: Path | None, store: Path | None, kind: str | None, resume: Path | None
+) -> None:
+    """Train the SRDRN downscaler on the real or an augmented training store."""
+    import numpy as np
+
+    from downpour.data.store import open_store
+    from downpour.training.fit_srdrn import train_srdrn
+
+    run = out or Path("runs") / cfg.name
+    if kind is None:
+        synthetic = False
+        if store is not None:
+            synthetic = bool(np.asarray(open_store(store)["is_synthetic"].values).any())
+        kind = "srdrn_augmented" if synthetic else "srdrn_real"
+    result = train_srdrn(
+        cfg, run, store=store, kind=kind, resume=resume, echo=lambda m: console.print(escape(m))
+    )
+    _print_train_result(result)
+
+
+def _print_verification(result: dict[str, Any]) -> None:
+    from downpour.verify import verification_table
+
+    names, rows = verification_table(result)
+    n = result["models"][names[0]]["n_days"]
+    table = Table(title=f"verification on {n} real {result['split']} days "
+                  "(estimate [95% bootstrap interval])")  # fmt: skip
+    table.add_column("score")
+    for name in names:
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for line in result.get("significance", []):
+        console.print(escape(line))
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    metavar="NAME=CKPT",
+    help="SRDRN checkpoint to verify (repeatable; default: RUN/checkpoints/srdrn*/best.ckpt).",
+)
+@click.option(
+    "--baseline",
+    "baselines",
+    multiple=True,
+    default=("bicubic", "bcsd"),
+    show_default=True,
+    help="Baselines fitted on the training days (repeatable).",
+)
+@click.option("--split", default="test", show_default=True, help="Days to verify.")
+@click.option(
+    "--fixed",
+    multiple=True,
+    type=float,
+    default=(10.0, 20.0),
+    show_default=True,
+    help="Fixed event thresholds in the data's units (repeatable).",
+)
+@click.option("--n-boot", default=1000, show_default=True, help="Bootstrap resamples.")
+@click.option("--figures/--no-figures", default=True, show_default=True)
+def verify(
+    run: Path,
+    checkpoints: tuple[str, ...],
+    baselines: tuple[str, ...],
+    split: str,
+    fixed: tuple[float, ...],
+    n_boot: int,
+    figures: bool,
+) -> None:
+    """Verify the run's downscalers on the real test days (DESIGN.md §8.2).
+
+    Writes RUN/metrics/verify.json and RUN/figures/verify_*.png, and prints
+    the scores with bootstrap intervals and which differences are significant.
+    """
+    from downpour.verify import verify_run
+
+    ckpts = None
+    if checkpoints:
+        ckpts = {}
+        for item in checkpoints:
+            name, sep, path = item.partition("=")
+            if not sep:
+                name, path = Path(item).parent.name, item
+            ckpts[name] = Path(path)
+    result = verify_run(
+        run, checkpoints=ckpts, baselines=baselines, split=split, fixed=fixed, n_boot=n_boot,
+        figures=figures, echo=lambda m: console.print(escape(m)),
+    )  # fmt: skip
+    _print_verification(result)
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
+              help="Output HTML file (default: RUN/report.html).")  # fmt: skip
+def report(run: Path, out: Path | None) -> None:
+    """Write one self-contained HTML report of a run (figures embedded)."""
+    from downpour.pipeline import augmentation_verdict
+    from downpour.report import write_report
+
+    summary = ""
+    verify_json = run / "metrics" / "verify.json"
+    if verify_json.is_file():
+        import json
+
+        summary = augmentation_verdict(json.loads(verify_json.read_text()))
+    path = write_report(run, out, summary=summary)
+    console.print(escape(f"wrote {path}"))
 
 
 @cli.command()

@@ -28,6 +28,8 @@ __all__ = [
     "plot_intensity",
     "plot_members",
     "plot_rapsd",
+    "plot_scores",
+    "plot_verification_maps",
     "save",
 ]
 
@@ -244,3 +246,71 @@ def plot_distributions(per_event: xr.Dataset, *, title: str = "") -> Figure:
 def figure_names(prefix: str) -> Sequence[str]:
     """File names of the sample-quality figures for ``prefix`` (e.g. ``posterior_train``)."""
     return [f"{prefix}_{n}.png" for n in ("members", "intensity", "rapsd", "distributions")]
+
+
+def plot_verification_maps(
+    truth: xr.DataArray,
+    predictions: dict[str, xr.DataArray],
+    mask: np.ndarray,
+    *,
+    n_days: int = 3,
+    units: str = "mm/day",
+) -> Figure:
+    """Map the heaviest days (by the truth's mean over the mask): truth and each model.
+
+    Parameters
+    ----------
+    truth
+        ``(time, y, x)``.
+    predictions
+        ``{name: (time, y, x)}`` on the same days.
+    """
+    t = np.asarray(truth.values)
+    score = np.nanmean(np.where(mask, t, np.nan), axis=(1, 2))
+    order = np.argsort(-np.nan_to_num(score, nan=-np.inf))[: min(n_days, t.shape[0])]
+    fields = [t[order]] + [np.asarray(p.isel(time=order).values) for p in predictions.values()]
+    labels = ["truth", *predictions]
+    stack = np.stack(fields, axis=1)  # (day, model, y, x)
+    vmax = float(np.nanpercentile(np.where(mask, stack, np.nan), 99.5))
+    norm = colors.PowerNorm(gamma=0.5, vmin=0.0, vmax=max(vmax, 1e-3))
+    extent, xl, yl = _extent(truth.to_dataset(name="t") if truth.name is None else
+                             truth.to_dataset(), t.shape[1:])  # fmt: skip
+    n_col = len(labels)
+    fig, axes = plt.subplots(len(order), n_col, figsize=(2.3 * n_col + 0.8, 2.2 * len(order)),
+                             squeeze=False, sharex=True, sharey=True)  # fmt: skip
+    im = None
+    times = truth["time"].values
+    for r, d in enumerate(order):
+        day = str(np.datetime_as_string(times[d], unit="D"))
+        for c, label in enumerate(labels):
+            im = map_panel(axes[r, c], stack[r, c], mask=mask, norm=norm, extent=extent,
+                           title=f"{label} {day}" if c == 0 else label)  # fmt: skip
+        axes[r, 0].set_ylabel(yl, fontsize=8)
+    for c in range(n_col):
+        axes[-1, c].set_xlabel(xl, fontsize=8)
+    cbar = fig.colorbar(im, ax=axes, shrink=0.8, pad=0.02)
+    cbar.set_label(f"precipitation ({units})")
+    fig.suptitle("Heaviest test days: truth and each downscaler", fontsize=11)
+    return fig
+
+
+def plot_scores(result: dict[str, Any]) -> Figure:
+    """CSI and SEDI at P95 and P99 per model, with bootstrap 95% intervals as error bars."""
+    names = list(result["models"])
+    panels = [("csi", "P95"), ("csi", "P99"), ("sedi", "P95"), ("sedi", "P99")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
+    x = np.arange(len(names))
+    for ax, (score, thr) in zip(axes[0], panels, strict=True):
+        leaves = [result["models"][n]["intervals"]["categorical"][thr][score] for n in names]
+        est = np.array([leaf["estimate"] for leaf in leaves])
+        low = np.array([leaf["low"] for leaf in leaves])
+        high = np.array([leaf["high"] for leaf in leaves])
+        err = np.vstack([np.clip(est - low, 0, None), np.clip(high - est, 0, None)])
+        ax.bar(x, np.nan_to_num(est), yerr=np.nan_to_num(err), capsize=4,
+               color=[f"C{i}" for i in range(len(names))])  # fmt: skip
+        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"{score.upper()} at {thr} (> {result['thresholds'][thr]:.1f})", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].set_ylabel("score (95% bootstrap interval)")
+    fig.tight_layout()
+    return fig

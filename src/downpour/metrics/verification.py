@@ -59,6 +59,7 @@ __all__ = [
     "categorical_scores",
     "contingency_counts",
     "fss_sums",
+    "paired_difference",
     "sedi",
     "verify_arrays",
     "verify_dataset",
@@ -604,6 +605,62 @@ class VerificationAccumulator:
             "level": level,
         }
         return out
+
+
+def paired_difference(
+    a: VerificationAccumulator,
+    b: VerificationAccumulator,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Score differences ``a − b`` of two predictions of the same days, with paired intervals.
+
+    Both accumulators must hold the same days in the same order (the same
+    truth); each bootstrap resample draws one set of days for both, so the
+    interval of the difference accounts for their correlation. A difference
+    whose interval excludes 0 is significant at ``level``.
+
+    Returns
+    -------
+    dict
+        ``categorical[name][score]``, ``continuous[score]`` and
+        ``fss[name][scale]``, each ``{"estimate", "low", "high", "significant"}``.
+    """
+    pa, pb = a._checked(), b._checked()
+    if a.n_days != b.n_days or not np.array_equal(a.times.astype("int64"), b.times.astype("int64")):
+        raise DownpourError(
+            "paired_difference: the two predictions must cover the same days in the same order "
+            f"({a.n_days} vs {b.n_days} days)"
+        )
+    if list(a.thresholds) != list(b.thresholds) or a.scales != b.scales:
+        raise DownpourError("paired_difference: thresholds and scales must be the same")
+
+    def diff(w: np.ndarray) -> dict[str, np.ndarray]:
+        sa, sb = _scores(pa, w), _scores(pb, w)
+        return {k: sa[k] - sb[k] for k in sa}
+
+    boot = bootstrap_days(diff, a.n_days, n_boot=n_boot, seed=seed, level=level)
+    assert isinstance(boot, dict)
+
+    def leaf(r: BootstrapResult, *idx: int) -> dict[str, Any]:
+        est, low, high = (float(np.asarray(v)[idx]) for v in r)
+        return {"estimate": est, "low": low, "high": high, "significant": bool(low > 0 or high < 0)}
+
+    return {
+        "categorical": {
+            name: {k: leaf(boot[k], i) for k in _CATEGORICAL} for i, name in enumerate(a.thresholds)
+        },
+        "continuous": {k: leaf(boot[k]) for k in _CONTINUOUS},
+        "fss": {
+            name: {s: leaf(boot["fss"], i, j) for j, s in enumerate(a.scales)}
+            for i, name in enumerate(a.thresholds)
+        },
+        "n_boot": n_boot,
+        "seed": seed,
+        "level": level,
+    }
 
 
 # ------------------------------------------------------------------ entry points

@@ -1,0 +1,103 @@
+"""downpour verify: several downscalers on the same test days, paired differences, JSON, figures."""
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from downpour.errors import DownpourError
+from downpour.metrics.verification import VerificationAccumulator, paired_difference
+from downpour.verify import significance_lines, verification_table, verify_models, verify_run
+
+
+def fields(rng, days=40, h=12, w=10):
+    truth = rng.gamma(0.5, 8.0, size=(days, h, w)) * (rng.random((days, h, w)) < 0.6)
+    times = np.arange(days).astype("datetime64[D]").astype("datetime64[ns]")
+
+    def da(a):
+        return xr.DataArray(a, dims=("time", "y", "x"), coords={"time": times})
+
+    return da, truth
+
+
+def test_perfect_model_beats_a_shuffled_one_significantly():
+    rng = np.random.default_rng(0)
+    da, truth = fields(rng)
+    mask = np.ones(truth.shape[1:], bool)
+    preds = {"perfect": da(truth), "shuffled": da(truth[rng.permutation(len(truth))])}
+    res = verify_models(preds, da(truth), mask, {"P95": 15.0, "5mm": 5.0},
+                        pairs=[("perfect", "shuffled")], n_boot=200, batch_days=7)  # fmt: skip
+    perfect = res["models"]["perfect"]
+    assert perfect["categorical"]["P95"]["csi"] == 1.0
+    assert perfect["continuous"]["correlation"] == pytest.approx(1.0)
+    assert perfect["continuous"]["mae"] == 0.0
+    d = res["differences"]["perfect − shuffled"]
+    assert d["categorical"]["P95"]["csi"]["significant"]
+    assert d["categorical"]["P95"]["csi"]["low"] > 0
+    # the estimate of a difference is the difference of the estimates
+    shuffled = res["models"]["shuffled"]
+    assert d["continuous"]["mae"]["estimate"] == pytest.approx(
+        perfect["continuous"]["mae"] - shuffled["continuous"]["mae"]
+    )
+    lines = significance_lines(res)
+    assert any(line.startswith("perfect − shuffled, CSI P95: +") and line.endswith(
+        ", significant") for line in lines)  # fmt: skip
+    names, rows = verification_table(res)
+    assert names == ["perfect", "shuffled"]
+    assert rows[0][0] == "CSI P95" and rows[0][1].startswith("1.000 [1.000, 1.000]")
+
+
+def test_identical_predictions_differ_by_exactly_zero():
+    rng = np.random.default_rng(1)
+    da, truth = fields(rng, days=20)
+    pred = truth * 0.8
+    a = VerificationAccumulator({"P95": 10.0})
+    b = VerificationAccumulator({"P95": 10.0})
+    a.update(pred, truth)
+    b.update(pred, truth)
+    d = paired_difference(a, b, n_boot=100)
+    leaf = d["categorical"]["P95"]["sedi"]
+    assert (leaf["estimate"], leaf["low"], leaf["high"]) == (0.0, 0.0, 0.0)
+    assert not leaf["significant"]
+    c = VerificationAccumulator({"P95": 10.0})
+    c.update(pred[:10], truth[:10])
+    with pytest.raises(DownpourError, match="same days"):
+        paired_difference(a, c)
+
+
+def test_prediction_on_other_days_is_refused():
+    rng = np.random.default_rng(2)
+    da, truth = fields(rng, days=10)
+    other = da(truth).assign_coords(time=da(truth).time + np.timedelta64(1, "D"))
+    with pytest.raises(DownpourError, match="'late' covers other days"):
+        verify_models({"late": other}, da(truth), None, {"P95": 10.0})
+
+
+def test_verify_run_with_baselines(sampled_run, tmp_path):
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    (run / "data" / "store.zarr").symlink_to(sampled_run / "data" / "store.zarr")
+    res = verify_run(run, checkpoints={}, n_boot=50, echo=lambda m: None)
+    saved = json.loads((run / "metrics" / "verify.json").read_text())
+    store = xr.open_zarr(sampled_run / "data" / "store.zarr", consolidated=False)
+    thr = json.loads(store.attrs["thresholds"])
+    assert saved["thresholds"] == {"P95": thr["P95"], "P99": thr["P99"], "10mm": 10.0, "20mm": 20.0}
+    test_days = int((np.array([str(s) for s in store["split"].values]) == "test").sum())
+    assert res["models"]["bicubic"]["n_days"] == test_days
+    assert set(saved["models"]) == {"bicubic", "bcsd"}
+    est, low, high = saved["headline"]["CSI P95 bcsd"]
+    assert low <= est <= high
+    for fig in ("verify_maps", "verify_scores"):
+        assert (run / "figures" / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_verify_refuses_an_augmented_store(tmp_path, sampled_run):
+    from downpour.augment import augment
+    from downpour.config import AugmentConfig
+
+    aug = tmp_path / "aug.zarr"
+    augment(sampled_run / "data" / "store.zarr", [sampled_run / "samples" / "posterior_train.zarr"],
+            aug, AugmentConfig(per_event=1), echo=lambda m: None)  # fmt: skip
+    with pytest.raises(DownpourError, match="holds synthetic days; verify against the real"):
+        verify_run(tmp_path, store=aug, checkpoints={}, n_boot=10, echo=lambda m: None)
