@@ -169,9 +169,10 @@ def plot_intensity(
     top = float(max(rw.max(initial=1.0), gw.max(initial=1.0)))
     bins = np.linspace(wet_threshold, top, 60)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.hist(rw, bins=bins, density=True, histtype="step", lw=1.6, label=f"real (n={rw.size})")
-    ax1.hist(gw, bins=bins, density=True, histtype="step", lw=1.6,
-             label=f"generated (n={gw.size})")  # fmt: skip
+    for vals, label in ((rw, "real"), (gw, "generated")):
+        if vals.size:
+            ax1.hist(vals, bins=bins, density=True, histtype="step", lw=1.6,
+                     label=f"{label} (n={vals.size})")  # fmt: skip
     ax1.set_yscale("log")
     ax1.set_xlabel(f"precipitation of wet cells ({units})")
     ax1.set_ylabel("density")
