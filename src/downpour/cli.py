@@ -145,6 +145,16 @@ def _run_prepare(cfg: Config, out: Path) -> dict[str, Any]:
     source = "the embedded dataset" if cfg.data.target is None else str(cfg.data.target.path)
     with console.status(escape(f"preparing {source} → {out}/data/store.zarr")):
         card = prepare(cfg, out)
+    _print_card(card)
+    console.print(
+        escape(
+            f"wrote {out}/data/store.zarr, {out}/data/card.json in {time.perf_counter() - t0:.1f} s"
+        )
+    )
+    return card
+
+
+def _print_card(card: dict[str, Any]) -> None:
     console.print(card_table(card))
     h = card["heavy"]
     console.print(
@@ -152,12 +162,6 @@ def _run_prepare(cfg: Config, out: Path) -> dict[str, Any]:
         f"(train P{h['quantile'] * 100:g}); unused days {card['unused_days']}; "
         f"negative values clipped {card['clipped_negative_values']}"
     )
-    console.print(
-        escape(
-            f"wrote {out}/data/store.zarr, {out}/data/card.json in {time.perf_counter() - t0:.1f} s"
-        )
-    )
-    return card
 
 
 @cli.command()
@@ -182,7 +186,13 @@ def demo(cfg: Config, out: Path, n_boot: int) -> None:
     """
     from downpour.pipeline import run_pipeline
 
-    res = run_pipeline(cfg, out, echo=lambda m: console.print(escape(m)), n_boot=n_boot)
+    res = run_pipeline(
+        cfg,
+        out,
+        echo=lambda m: console.print(escape(m)),
+        n_boot=n_boot,
+        show_card=_print_card,
+    )
     for name, summary in res.quality.items():
         _print_quality(name, summary)
     _print_verification(res.verification)

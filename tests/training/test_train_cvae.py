@@ -87,6 +87,8 @@ def test_demo_preset_trains_two_epochs(small_run, tmp_path):
     assert (run / "config.yaml").is_file() and (run / "metrics" / "train_cvae.json").is_file()
     ck = torch.load(run / "checkpoints" / "cvae" / "last.ckpt", weights_only=False)
     extra = ck["downpour"]
+    assert ck["epoch"] == 1  # last.ckpt holds the final epoch, whether or not it is the best
+    assert res.last_checkpoint == str(run / "checkpoints" / "cvae" / "last.ckpt")
     assert extra["kind"] == "cvae" and extra["config"]["name"] == "demo"
     import json
 
@@ -243,13 +245,21 @@ def test_cli_resume_missing_checkpoint(tmp_path):
     assert res.exit_code == 2 and "nope.ckpt" in res.output and "Traceback" not in res.output
 
 
-def test_cli_demo_prepares_and_trains(tmp_path):
-    args = ["demo", "--out", str(tmp_path / "run"), "--set", "train.epochs=1"]
-    for item in SMALL:
+def test_cli_demo_runs_the_main_job(tmp_path):
+    args = ["demo", "--out", str(tmp_path / "run"), "--set", "train.epochs=1", "--n-boot", "20"]
+    tiny_srdrn = ["srdrn.filters=4", "srdrn.res_blocks=1", "srdrn.upsample_filters=8",
+                  "srdrn.epochs=1", "srdrn.batches_per_epoch=2", "sampling.members=2"]  # fmt: skip
+    for item in [*SMALL, *tiny_srdrn]:
         args += ["--set", item]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
-    assert "heavy" in res.output and "trained 1 epochs" in res.output  # data card, then training
+    out = res.output
+    # steps in order: data card, cVAE, sample quality, verification table, verdict, report
+    marks = ["heavy", "[2/8]", "sample quality", "verification on", "srdrn_augmented − srdrn_real",
+             "report:"]  # fmt: skip
+    positions = [out.index(m) for m in marks]
+    assert positions == sorted(positions)
+    assert (tmp_path / "run" / "report.html").is_file()
     assert (tmp_path / "run" / "data" / "card.json").is_file()
     assert (tmp_path / "run" / "checkpoints" / "cvae" / "best.ckpt").is_file()
     for mode in ("posterior", "prior"):

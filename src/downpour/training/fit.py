@@ -25,7 +25,7 @@ from downpour.config import Config, save_config
 from downpour.errors import DownpourError
 from downpour.training.cvae_module import CVAEModule
 from downpour.training.datamodule import PrecipDataModule
-from downpour.training.trainer import build_trainer
+from downpour.training.trainer import build_trainer, checkpoint_paths
 from downpour.utils import atomic_write_text
 
 __all__ = ["TrainResult", "ensure_store", "train_cvae"]
@@ -136,7 +136,7 @@ def train_cvae(
         cfg.train, run_dir, kind="cvae", extra_callbacks=callbacks, **trainer_overrides
     )
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
-    best = next(c for c in trainer.checkpoint_callbacks if c.monitor is not None)
+    best_path, last_path = checkpoint_paths(trainer)
     metrics = {
         k: float(v)
         for k, v in trainer.callback_metrics.items()
@@ -144,8 +144,8 @@ def train_cvae(
     }
     result = TrainResult(
         run_dir=str(run_dir),
-        best_checkpoint=best.best_model_path or None,
-        last_checkpoint=best.last_model_path or None,
+        best_checkpoint=best_path,
+        last_checkpoint=last_path,
         epochs=trainer.current_epoch,
         parameters=n_params,
         seconds_per_epoch=float(sum(timer.times) / len(timer.times)) if timer.times else math.nan,

@@ -29,12 +29,49 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from downpour.config import TrainConfig
 
-__all__ = ["build_trainer", "checkpoint_dir"]
+__all__ = ["LastCheckpoint", "build_trainer", "checkpoint_dir", "checkpoint_paths"]
 
 
 def checkpoint_dir(run_dir: str | Path, kind: str) -> Path:
     """Return ``RUN/checkpoints/<kind>`` (e.g. ``cvae``, ``srdrn``)."""
     return Path(run_dir) / "checkpoints" / kind
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` after every epoch, with a state key of its own.
+
+    ``save_last`` on the monitored callback rewrites ``last.ckpt`` only in
+    epochs that improve the monitored metric, so a resume could restart from
+    an old epoch; this callback always holds the newest epoch.
+    """
+
+    def __init__(self, dirpath: str | Path) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            filename="last",
+            monitor=None,
+            save_top_k=1,
+            every_n_epochs=1,
+            enable_version_counter=False,
+        )
+
+    @property
+    def state_key(self) -> str:
+        """Return a key distinct from any periodic checkpoint callback's."""
+        return self._generate_state_key(role="last", every_n_epochs=1)
+
+
+def checkpoint_paths(trainer: L.Trainer) -> tuple[str | None, str | None]:
+    """Return the ``(best, last)`` checkpoint paths written by a fitted trainer (None if absent)."""
+    best = last = None
+    for cb in trainer.checkpoint_callbacks:
+        if not isinstance(cb, ModelCheckpoint):
+            continue
+        if cb.monitor is not None:
+            best = cb.best_model_path or None
+        elif isinstance(cb, LastCheckpoint):
+            last = cb.best_model_path or None
+    return best, last
 
 
 def build_trainer(
@@ -82,13 +119,14 @@ def build_trainer(
         monitor=cfg.monitor,
         mode="min",
         save_top_k=1,
-        save_last=True,
         auto_insert_metric_name=False,
         enable_version_counter=False,
     )
+    last = LastCheckpoint(ckpt_dir)
     callbacks: list[Callback] = [
         periodic,
         best,
+        last,
         EarlyStopping(
             monitor=cfg.monitor,
             patience=cfg.patience,

@@ -1,0 +1,459 @@
+"""``downpour train srdrn``: train SRDRN on a store, predict with it and with the baselines.
+
+:func:`train_srdrn` trains one SRDRN variant (``kind``: its checkpoint and
+log folder, e.g. ``srdrn_real`` and ``srdrn_augmented`` in one run
+directory) on the run's prepared store or on another store of the same
+layout, e.g. an augmented one (real + synthetic training days, flagged
+``is_synthetic``). For the augmentation experiment two variants must see
+the same number of optimiser steps whatever their number of training days:
+``srdrn.batches_per_epoch`` fixes the batches of every epoch (drawn from the
+endlessly reshuffled stream of the training days, see
+:class:`FixedLengthBatchSampler`), or ``max_steps`` fixes the total. The
+steps taken are recorded in ``RUN/metrics/train_<kind>.json``.
+
+:func:`predict_srdrn` and :func:`predict_baseline` return the high-res
+prediction of every day of a split as an ``xr.DataArray`` (time, y, x) in
+the store's units, NaN outside the mask. Baselines are fitted on the real
+training days only (:func:`fit_baseline`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import xarray as xr
+from torch.utils.data import DataLoader
+
+from downpour.config import Config, TrainConfig, save_config
+from downpour.data.dataset import _as_str
+from downpour.data.normalize import Normalization
+from downpour.data.splits import SPLITS
+from downpour.data.store import open_store, resolve_store_path
+from downpour.errors import DownpourError
+from downpour.models.baselines import Baseline, build_baseline, precip_channel
+from downpour.models.srdrn import SRDRN
+from downpour.training.datamodule import PrecipDataModule
+from downpour.training.fit import TrainResult, _EpochTimer, ensure_store
+from downpour.training.srdrn_module import SRDRNModule, srdrn_train_config
+from downpour.training.trainer import build_trainer, checkpoint_paths
+from downpour.utils import atomic_write_text
+
+__all__ = [
+    "FixedLengthBatchSampler",
+    "fit_baseline",
+    "load_srdrn",
+    "predict_baseline",
+    "predict_srdrn",
+    "train_srdrn",
+]
+
+
+# ------------------------------------------------------------------ batches
+
+
+class FixedLengthBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Exactly ``batches`` batches per epoch, read from an inner batch sampler's epochs.
+
+    The inner sampler's epochs ``0, 1, 2, …`` (each a reshuffle of the
+    training days) are laid end to end; epoch ``e`` here yields batches
+    ``e·N … (e+1)·N − 1`` of that sequence. So the batches of an epoch depend
+    only on the seed and ``e`` (a resume replays them), and over many epochs
+    every day is visited equally often, whatever the number of days.
+
+    Parameters
+    ----------
+    inner
+        A batch sampler with ``set_epoch`` and ``__len__`` (e.g.
+        :class:`~downpour.data.sampler.StratifiedBatchSampler`).
+    batches
+        Batches per epoch N.
+    """
+
+    def __init__(self, inner: Any, batches: int) -> None:
+        super().__init__()
+        if batches < 1:
+            raise ValueError(f"batches must be ≥ 1, got {batches}")
+        self.inner = inner
+        self.batches = int(batches)
+        self.epoch = 0
+
+    @property
+    def sampler(self) -> FixedLengthBatchSampler:
+        """Return ``self``: Lightning calls ``batch_sampler.sampler.set_epoch(e)``."""
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        """Return the number of batches per epoch."""
+        return self.batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        """Yield the epoch's batches as lists of dataset indices."""
+        per_inner = len(self.inner)
+        if per_inner == 0:
+            return
+        cached_epoch, cached = -1, []
+        for k in range(self.epoch * self.batches, (self.epoch + 1) * self.batches):
+            inner_epoch, pos = divmod(k, per_inner)
+            if inner_epoch != cached_epoch:
+                self.inner.set_epoch(inner_epoch)
+                cached, cached_epoch = list(self.inner), inner_epoch
+            yield cached[pos]
+
+
+class _SRDRNDataModule(PrecipDataModule):
+    """:class:`PrecipDataModule` with optional fixed-length training epochs."""
+
+    def __init__(
+        self,
+        store: Path,
+        train: TrainConfig,
+        *,
+        in_memory: bool,
+        batches_per_epoch: int | None,
+    ) -> None:
+        super().__init__(store, train, in_memory=in_memory)
+        self.batches_per_epoch = batches_per_epoch
+
+    def train_dataloader(self) -> DataLoader:
+        """Return the stratified batches, or exactly ``batches_per_epoch`` of them per epoch."""
+        loader = super().train_dataloader()
+        if self.batches_per_epoch is None:
+            return loader
+        sampler = FixedLengthBatchSampler(loader.batch_sampler, self.batches_per_epoch)
+        return DataLoader(self.train_set, batch_sampler=sampler, **self._loader_kwargs())
+
+
+# ----------------------------------------------------------------- training
+
+
+def _store_days(store: Path) -> dict[str, int]:
+    """Count training days, synthetic among them; refuse synthetic days outside ``train``."""
+    ds = open_store(store)
+    try:
+        split = _as_str(np.asarray(ds["split"].values))
+        synthetic = (
+            np.asarray(ds["is_synthetic"].values, dtype=bool)
+            if "is_synthetic" in ds.variables
+            else np.zeros(split.shape, dtype=bool)
+        )
+    finally:
+        ds.close()
+    leaked = synthetic & (split != "train")
+    if leaked.any():
+        raise DownpourError(
+            f"{store} has {int(leaked.sum())} synthetic day(s) outside the training split; "
+            "synthetic fields may only train, never validate or test: rebuild the store "
+            "with `downpour augment`"
+        )
+    train = split == "train"
+    return {"train_days": int(train.sum()), "synthetic_train_days": int((synthetic & train).sum())}
+
+
+def train_srdrn(
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    store: str | Path | None = None,
+    kind: str = "srdrn",
+    resume: str | Path | None = None,
+    echo: Any = print,
+    max_steps: int | None = None,
+    in_memory: bool = True,
+    **trainer_overrides: Any,
+) -> TrainResult:
+    """Train SRDRN (``cfg.srdrn``) in ``run_dir``.
+
+    Parameters
+    ----------
+    cfg
+        Resolved configuration; SRDRN trains with :func:`srdrn_train_config`.
+    run_dir
+        Run directory (checkpoints in ``checkpoints/<kind>/``, logs in
+        ``logs/<kind>/``, metrics in ``metrics/train_<kind>.json``).
+    store
+        The store to train on; default the run's ``data/store.zarr``
+        (prepared when missing or stale). An augmented store may be given;
+        its synthetic days must all be training days.
+    kind
+        Name of this variant (folders above), e.g. ``srdrn_real``.
+    resume
+        A checkpoint of this variant to continue from (exactly).
+    echo
+        Where progress lines go.
+    max_steps
+        Stop after this many optimiser steps (a budget independent of the
+        number of days); the epochs and LR schedule are sized to reach it.
+    in_memory
+        Hold the training and validation days in memory.
+    **trainer_overrides
+        Passed to the Lightning trainer (e.g. ``max_epochs``, ``limit_val_batches``).
+
+    Returns
+    -------
+    TrainResult
+        ``metrics`` includes ``steps`` (optimiser steps taken).
+    """
+    run_dir = Path(run_dir)
+    if resume is not None and not Path(resume).is_file():
+        raise DownpourError(f"--resume: checkpoint {resume} not found")
+    if store is None:
+        store_path = ensure_store(cfg, run_dir, echo=echo)
+        save_config(cfg, run_dir / "config.yaml")
+    else:
+        store_path = resolve_store_path(store)
+    days = _store_days(store_path)
+    n_batches = cfg.srdrn.batches_per_epoch or math.ceil(days["train_days"] / cfg.srdrn.batch_size)
+    steps_per_epoch = math.ceil(n_batches / cfg.train.accumulate)
+    epochs = math.ceil(max_steps / steps_per_epoch) if max_steps else None
+    train_cfg = srdrn_train_config(cfg, epochs=epochs)
+    L.seed_everything(train_cfg.seed, workers=True, verbose=False)
+    dm = _SRDRNDataModule(
+        store_path,
+        train_cfg,
+        in_memory=in_memory,
+        batches_per_epoch=cfg.srdrn.batches_per_epoch,
+    )
+    dm.setup("fit")
+    module = SRDRNModule(
+        cfg, dm.info, steps_per_epoch=steps_per_epoch, variant=kind, train_cfg=train_cfg
+    )
+    n_params = module.net.count_parameters()
+    stages = "×".join(map(str, module.net.factors))
+    echo(
+        f"SRDRN {kind}: {n_params:,} parameters, upsampling ×{stages}"
+        f"; {days['train_days']} training days ({days['synthetic_train_days']} synthetic), "
+        f"{n_batches} batches of {train_cfg.batch_size} per epoch"
+    )
+    timer = _EpochTimer()
+    callbacks = [timer, *trainer_overrides.pop("extra_callbacks", [])]
+    if max_steps:
+        trainer_overrides["max_steps"] = max_steps
+    trainer = build_trainer(
+        train_cfg,
+        run_dir,
+        kind=kind,
+        max_epochs=trainer_overrides.pop("max_epochs", None),
+        extra_callbacks=callbacks,
+        **trainer_overrides,
+    )
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    best_path, last_path = checkpoint_paths(trainer)
+    metrics = {
+        k: float(v)
+        for k, v in trainer.callback_metrics.items()
+        if torch.is_tensor(v) and v.numel() == 1
+    }
+    metrics["steps"] = float(trainer.global_step)
+    result = TrainResult(
+        run_dir=str(run_dir),
+        best_checkpoint=best_path,
+        last_checkpoint=last_path,
+        epochs=trainer.current_epoch,
+        parameters=n_params,
+        seconds_per_epoch=float(np.mean(timer.times)) if timer.times else math.nan,
+        metrics=metrics,
+    )
+    record = {
+        **asdict(result),
+        "kind": kind,
+        "store": str(store_path),
+        "optimizer_steps": int(trainer.global_step),
+        "batches_per_epoch": n_batches,
+        "batch_size": train_cfg.batch_size,
+        **days,
+    }
+    atomic_write_text(run_dir / "metrics" / f"train_{kind}.json", json.dumps(record, indent=2))
+    return result
+
+
+# --------------------------------------------------------------- prediction
+
+
+def load_srdrn(checkpoint: str | Path) -> tuple[SRDRN, Config, dict[str, Any]]:
+    """Rebuild a trained SRDRN from a checkpoint alone.
+
+    Returns
+    -------
+    (SRDRN, Config, dict)
+        The network in eval mode, the run's resolved config and the store
+        facts recorded at training time (shapes, thresholds, normalisation).
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise DownpourError(f"checkpoint {path} not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated or foreign file raises many kinds
+        raise DownpourError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})"
+        ) from None
+    extra = ckpt.get("downpour") if isinstance(ckpt, dict) else None
+    if not extra or extra.get("kind") != "srdrn":
+        raise DownpourError(
+            f"{path} is not a downpour SRDRN checkpoint (made by `downpour train srdrn`)"
+        )
+    cfg = Config.model_validate(extra["config"])
+    info = extra["info"]
+    net = SRDRN.from_config(
+        cfg.srdrn, in_channels=info["x_channels"], scale_factor=info["scale_factor"]
+    )
+    state = {
+        k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
+    }
+    net.load_state_dict(state)
+    return net.eval(), cfg, info
+
+
+def _rows(ds: xr.Dataset, split: str, *, real_only: bool = False) -> np.ndarray:
+    """Store positions of the days of ``split`` (only the real ones with ``real_only``)."""
+    if split not in SPLITS:
+        raise DownpourError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    keep = _as_str(np.asarray(ds["split"].values)) == split
+    if real_only and "is_synthetic" in ds.variables:
+        keep &= ~np.asarray(ds["is_synthetic"].values, dtype=bool)
+    rows = np.flatnonzero(keep)
+    if rows.size == 0:
+        raise DownpourError(f"split '{split}' of the store has no days; check data.splits")
+    return rows
+
+
+def _as_dataarray(
+    values: np.ndarray, ds: xr.Dataset, rows: np.ndarray, name: str, attrs: dict[str, Any]
+) -> xr.DataArray:
+    """Wrap ``(T, H, W)`` predictions with the store's time and lat/lon; NaN off the mask."""
+    mask = np.asarray(ds["mask"].values, dtype=bool)
+    values = np.where(mask, values, np.nan).astype(np.float32)
+    coords: dict[str, Any] = {"time": ("time", np.asarray(ds["time"].values)[rows])}
+    for c in ("lat", "lon"):
+        if c in ds.coords:
+            coords[c] = (tuple(map(str, ds[c].dims)), np.asarray(ds[c].values))
+    units = str(ds.attrs.get("units", "mm/day"))
+    return xr.DataArray(
+        values, dims=("time", "y", "x"), coords=coords, name=name, attrs={"units": units, **attrs}
+    )
+
+
+def predict_srdrn(
+    checkpoint: str | Path,
+    store: str | Path,
+    *,
+    split: str = "test",
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+) -> xr.DataArray:
+    """Downscale every day of a split with a trained SRDRN.
+
+    Parameters
+    ----------
+    checkpoint
+        An SRDRN checkpoint (``checkpoints/<kind>/best.ckpt``).
+    store
+        A store of the same grid and predictors (the run's, or an augmented one).
+    split
+        ``"train"``, ``"val"`` or ``"test"``.
+    batch_size
+        Days per forward pass.
+    device
+        Where to run; default CUDA when available, else CPU.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(time, y, x)`` float32 in the store's units, NaN outside the mask,
+        coordinates ``time`` and ``lat``/``lon`` from the store.
+    """
+    net, _, info = load_srdrn(checkpoint)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    norm = Normalization.from_dict(info["normalization"])
+    ds = open_store(store)
+    try:
+        channels = [str(c) for c in ds["channel"].values]
+        shapes = (list(ds["target"].shape[1:]), list(ds["predictors"].shape[2:]))
+        if channels != list(norm.channels) or shapes != (info["shape"], info["lowres_shape"]):
+            raise DownpourError(
+                f"{checkpoint} was trained on channels {list(norm.channels)} at "
+                f"{info['lowres_shape']} → {info['shape']}; {store} has {channels} at "
+                f"{shapes[1]} → {shapes[0]}: use a checkpoint of this dataset"
+            )
+        rows = _rows(ds, split)
+        x = norm.normalize_x(np.asarray(ds["predictors"].isel(time=rows).values, np.float32))
+        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        out = np.empty((rows.size, *info["shape"]), dtype=np.float32)
+        net = net.to(device)
+        with torch.no_grad():
+            for start in range(0, rows.size, batch_size):
+                pred = net(x[start : start + batch_size].to(device))
+                out[start : start + pred.shape[0]] = pred[:, 0].float().cpu().numpy()
+        attrs = {"model": "srdrn", "checkpoint": str(checkpoint), "split": split}
+        return _as_dataarray(out, ds, rows, "srdrn", attrs)
+    finally:
+        ds.close()
+
+
+def fit_baseline(name: str, store: str | Path, *, n_quantiles: int = 1000) -> Baseline:
+    """Build the baseline ``name`` and fit it on the real training days of ``store``.
+
+    Synthetic training days (augmented stores) and the validation and test
+    days never reach the fit.
+    """
+    ds = open_store(store)
+    try:
+        kwargs: dict[str, Any] = {"scale": int(ds.attrs["scale_factor"])}
+        if name == "bcsd":
+            kwargs.update(wet_threshold=float(ds.attrs["wet_threshold"]), n_quantiles=n_quantiles)
+        model = build_baseline(name, **kwargs)
+        if model.requires_fit:
+            rows = _rows(ds, "train", real_only=True)
+            ch = precip_channel(ds)
+            x = np.asarray(ds["predictors"].isel(time=rows, channel=ch).values, np.float32)
+            y = np.asarray(ds["target"].isel(time=rows).values, np.float32)
+            model.fit(x, y, np.asarray(ds["mask"].values, dtype=bool))
+        return model
+    finally:
+        ds.close()
+
+
+def predict_baseline(
+    name: str, store: str | Path, *, split: str = "test", n_quantiles: int = 1000
+) -> xr.DataArray:
+    """Downscale every day of a split with a baseline fitted on the training days.
+
+    Parameters
+    ----------
+    name
+        ``"bicubic"`` or ``"bcsd"`` (:data:`~downpour.models.baselines.BASELINES`).
+    store
+        The prepared store.
+    split
+        The days to predict.
+    n_quantiles
+        Quantile levels of BCSD per cell.
+
+    Returns
+    -------
+    xarray.DataArray
+        As :func:`predict_srdrn`.
+    """
+    model = fit_baseline(name, store, n_quantiles=n_quantiles)
+    ds = open_store(store)
+    try:
+        rows = _rows(ds, split)
+        ch = precip_channel(ds)
+        x = np.asarray(ds["predictors"].isel(time=rows, channel=ch).values, np.float32)
+        pred = model.predict(x)
+        attrs = {"model": name, "split": split, "fitted_on": "train (real days)"}
+        return _as_dataarray(pred, ds, rows, name, attrs)
+    finally:
+        ds.close()
