@@ -367,7 +367,11 @@ def report(run: Path, out: Path | None) -> None:
     if verify_json.is_file():
         import json
 
-        summary = augmentation_verdict(json.loads(verify_json.read_text()))
+        quality_json = run / "metrics" / "sample_quality.json"
+        quality = json.loads(quality_json.read_text()) if quality_json.is_file() else {}
+        summary = augmentation_verdict(
+            json.loads(verify_json.read_text()), quality.get("posterior_train")
+        )
     path = write_report(run, out, summary=summary)
     console.print(escape(f"wrote {path}"))
 

@@ -44,8 +44,16 @@ class PipelineResult:
     verdict: str = ""
 
 
-def augmentation_verdict(verification: dict[str, Any]) -> str:
-    """Say plainly whether augmentation improved CSI and SEDI at P95 and P99 (paired intervals)."""
+def augmentation_verdict(
+    verification: dict[str, Any], quality: dict[str, Any] | None = None
+) -> str:
+    """Say plainly whether augmentation improved CSI and SEDI at P95 and P99 (paired intervals).
+
+    When CSI falls while POD rises, the augmented model forecasts heavy rain
+    too often: the statement then gives both models' frequency bias at P95
+    and, with ``quality`` (the posterior samples' sample-quality summary),
+    the synthetic fields' mass bias and wet fraction, the usual cause.
+    """
     key = "srdrn_augmented − srdrn_real"
     diffs = verification.get("differences", {}).get(key)
     if diffs is None:
@@ -72,7 +80,27 @@ def augmentation_verdict(verification: dict[str, Any]) -> str:
         head = f"Mixed: {better} extreme scores significantly better and {worse} worse"
     else:
         head = "No significant difference between augmented and real-only SRDRN on the extremes"
-    return f"{head} (augmented − real-only, 95% paired bootstrap intervals): " + "; ".join(parts)
+    text = f"{head} (augmented − real-only, 95% paired bootstrap intervals): " + "; ".join(parts)
+    csi, pod = diffs["categorical"]["P95"]["csi"], diffs["categorical"]["P95"]["pod"]
+    models = verification["models"]
+    if csi["estimate"] < 0 < pod["estimate"] and "srdrn_real" in models:
+        fb = [
+            models[m]["categorical"]["P95"]["frequency_bias"]
+            for m in ("srdrn_augmented", "srdrn_real")
+        ]
+        text += (
+            f". Why: the augmented model detects more P95 events (POD {pod['estimate']:+.3f}) but "
+            f"forecasts them too often (frequency bias {fb[0]:.2f} vs {fb[1]:.2f} real-only), "
+            "so false alarms outweigh the extra hits"
+        )
+        if quality:
+            text += (
+                f"; its synthetic training fields have a mass bias of "
+                f"{quality.get('mass_bias', float('nan')):+.2f} and a wet fraction of "
+                f"{quality.get('wet_fraction_generated', float('nan')):.2f} "
+                f"(real {quality.get('wet_fraction_real', float('nan')):.2f})"
+            )
+    return text
 
 
 def run_pipeline(
@@ -166,7 +194,7 @@ def run_pipeline(
     verification = verify_run(run, checkpoints=ckpts, n_boot=n_boot, echo=echo)
     lap("verify")
     echo("[8/8] write the report")
-    verdict = augmentation_verdict(verification)
+    verdict = augmentation_verdict(verification, quality.get("posterior"))
     report = write_report(run, summary=verdict)
     lap("report")
     return PipelineResult(

@@ -143,6 +143,7 @@ def sample_cvae(
     h, w = store_ds["target"].shape[1:]
     mask = store_ds["mask"].values.astype(bool)
     gen = torch.Generator().manual_seed(sampling.seed)
+    mask_t = torch.from_numpy(mask)
     blocks = []
     for ckpt in checkpoints:
         net, _, info = load_cvae(ckpt)
@@ -170,6 +171,8 @@ def sample_cvae(
                     y=batch["y"] if sampling.mode == "posterior" else None,
                     temperature=sampling.temperature,
                     generator=gen,
+                    wet_rule=sampling.wet_rule,
+                    mask=mask_t,
                 )
             out[start : start + len(items)] = torch.expm1(z.float()).clamp_min(0).numpy()
         blocks.append(out)
@@ -209,6 +212,7 @@ def sample_cvae(
         mode=sampling.mode,
         temperature=sampling.temperature,
         pixel_threshold=sampling.pixel_threshold,
+        wet_rule=sampling.wet_rule,
         seed=sampling.seed,
         split=sampling.split,
         members_per_checkpoint=sampling.members,
@@ -218,6 +222,7 @@ def sample_cvae(
         for_evaluation_only=int(sampling.split != "train"),
         store=str(store),
         units=units,
+        wet_threshold=float(store_ds.attrs.get("wet_threshold", 0.1)),
         thresholds=store_ds.attrs["thresholds"],
     )
     return result

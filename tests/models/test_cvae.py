@@ -351,3 +351,46 @@ def test_parameter_counts():
         print(f"{name}: {counts[name]:,} parameters")
     assert counts["cvae_v3_phase2"] < 30_000_000
     assert counts == EXPECTED_COUNTS
+
+
+def test_wet_cells_rules():
+    from downpour.models.cvae import wet_cells
+
+    p = torch.tensor([[0.9, 0.6, 0.45], [0.4, 0.3, 0.1]]).reshape(1, 1, 2, 3)
+    # threshold: p >= 0.5
+    assert wet_cells(p, "threshold").reshape(-1).tolist() == [True, True, False] + [False] * 3
+    # calibrated: sum p = 2.75 -> the 3 most likely cells
+    cal = wet_cells(p, "calibrated").reshape(-1).tolist()
+    assert cal == [True, True, True, False, False, False]
+    # over a mask: sum over the valid cells 0.9 + 0.4 + 0.3 = 1.6 -> 2 cells, never outside
+    mask = torch.tensor([[True, False, False], [True, True, False]])
+    cal = wet_cells(p, "calibrated", mask=mask).reshape(-1).tolist()
+    assert cal == [True, False, False, True, False, False]
+    # all-dry expectation gives no wet cell
+    assert not wet_cells(torch.full((1, 1, 2, 2), 0.1), "calibrated").any()
+    # bernoulli: the wet share matches p
+    g = torch.Generator().manual_seed(0)
+    draws = wet_cells(torch.full((200, 1, 10, 10), 0.3), "bernoulli", generator=g)
+    assert draws.float().mean().item() == pytest.approx(0.3, abs=0.01)
+
+
+def test_calibrated_members_have_their_expected_wet_area():
+    cfg = ModelConfig(d_z=4, base_filters=4, d_x=8, d_y=8, head="hurdle", prior="conditional")
+    torch.manual_seed(0)
+    net = CVAE(cfg, x_channels=2, s_channels=3, shape=(24, 24), scale_factor=6)
+    x, s = torch.randn(2, 2, 4, 4), torch.randn(2, 3, 24, 24)
+    g = torch.Generator().manual_seed(1)
+    out = net.sample(x, s, 3, wet_rule="calibrated", generator=g)
+    g = torch.Generator().manual_seed(1)
+    net.eval()
+    h_x, skips = net.encode_condition(x, s)
+    mu, logvar, _, _ = net._latent_params(h_x, "prior", None, s)
+    mu, logvar = mu.repeat_interleave(3, 0), logvar.repeat_interleave(3, 0)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g)
+    _, p_wet, _ = net.decoder(
+        z, h_x.repeat_interleave(3, 0), [f.repeat_interleave(3, 0) for f in skips],
+        x.repeat_interleave(3, 0),
+    )  # fmt: skip
+    expected = torch.round(p_wet.reshape(6, -1).sum(1))
+    wet = (out.reshape(6, -1) > 0).sum(1).float()
+    assert torch.equal(wet, expected)

@@ -316,6 +316,7 @@ def evaluate_samples(
         "mode": ds.attrs.get("mode", "unknown"),
         "temperature": ds.attrs.get("temperature"),
         "pixel_threshold": ds.attrs.get("pixel_threshold"),
+        "wet_rule": ds.attrs.get("wet_rule", "threshold"),
         "split": ds.attrs.get("split"),
         "wet_threshold": wet_thr,
         "tail_threshold": tail_thr,

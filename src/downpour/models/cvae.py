@@ -71,7 +71,15 @@ from downpour.models.blocks import DownBlock, UpBlock
 from downpour.models.outputs import CVAEOutput
 from downpour.models.registry import MODELS
 
-__all__ = ["CVAE", "ConditionalPrior", "Decoder", "OutputHead", "PyramidEncoder"]
+__all__ = [
+    "CVAE",
+    "ConditionalPrior",
+    "Decoder",
+    "OutputHead",
+    "PyramidEncoder",
+    "WetRule",
+    "wet_cells",
+]
 
 Mode = Literal["posterior", "prior"]
 
@@ -303,6 +311,59 @@ class Decoder(nn.Module):
         return self.head(h)
 
 
+WetRule = Literal["threshold", "calibrated", "bernoulli"]
+
+
+def wet_cells(
+    p_wet: torch.Tensor,
+    rule: WetRule,
+    *,
+    mask: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Decide the wet cells of hurdle-head members.
+
+    Parameters
+    ----------
+    p_wet
+        ``(B, 1, H, W)`` wet probabilities.
+    rule
+        ``"threshold"`` (``p ≥ 0.5``), ``"calibrated"`` (per member, the
+        ``round(Σ_mask p)`` cells of highest ``p`` inside ``mask``; ties at the
+        cut are all wet) or ``"bernoulli"`` (``U < p`` with ``U`` from ``generator``).
+    mask
+        ``(H, W)`` bool; cells outside are never wet under ``"calibrated"``.
+    generator
+        Random source of ``"bernoulli"``.
+
+    Returns
+    -------
+    Tensor
+        ``(B, 1, H, W)`` bool.
+    """
+    if rule == "threshold":
+        return p_wet >= 0.5
+    if rule == "bernoulli":
+        u = torch.rand(p_wet.shape, generator=generator, device=p_wet.device, dtype=p_wet.dtype)
+        return u < p_wet
+    if rule != "calibrated":
+        raise ValueError(f"unknown wet rule {rule!r}; valid: threshold, calibrated, bernoulli")
+    b = p_wet.shape[0]
+    valid = (
+        torch.ones(p_wet.shape[-2:], dtype=torch.bool, device=p_wet.device)
+        if mask is None
+        else mask.to(p_wet.device).bool()
+    )
+    p = p_wet.reshape(b, -1)
+    v = valid.reshape(-1)
+    pv = torch.where(v, p, torch.full_like(p, -1.0))  # invalid cells sort last
+    k = torch.round((p * v).sum(dim=1)).long().clamp(0, int(v.sum()))
+    ordered = torch.sort(pv, dim=1, descending=True).values
+    cut = ordered.gather(1, (k - 1).clamp_min(0)[:, None])  # the k-th largest p
+    wet = (pv >= cut) & v & (k[:, None] > 0)
+    return wet.reshape(p_wet.shape)
+
+
 @MODELS.register("cvae")
 class CVAE(nn.Module):
     """Conditional VAE for high-res precipitation given low-res predictors and static fields.
@@ -497,6 +558,8 @@ class CVAE(nn.Module):
         y: torch.Tensor | None = None,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        wet_rule: WetRule = "threshold",
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Draw ``n`` members per event in eval mode, in one decoder call.
 
@@ -514,6 +577,18 @@ class CVAE(nn.Module):
             Scales σ of the sampled distribution.
         generator
             Source of ε on the model's device; the same seed gives the same samples.
+        wet_rule
+            Hurdle head only: which cells of a member are wet (the others are
+            exactly 0). ``"threshold"``: ``p_wet ≥ 0.5`` (the head's eval
+            rule; it over-wets very wet days and under-wets dry ones, because
+            every uncertain cell goes to the majority class); ``"calibrated"``:
+            the ``round(Σ p_wet)`` cells of highest ``p_wet`` over ``mask`` (a
+            wet area equal to its expectation, spatially coherent);
+            ``"bernoulli"``: each cell wet with probability ``p_wet``, drawn
+            from ``generator``.
+        mask
+            ``(H, W)`` bool, the cells over which ``"calibrated"`` counts
+            (default: all).
 
         Returns
         -------
@@ -532,12 +607,15 @@ class CVAE(nn.Module):
             mu, logvar = mu.repeat_interleave(n, 0), logvar.repeat_interleave(n, 0)
             eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
             z = mu + temperature * torch.exp(0.5 * logvar) * eps
-            y_hat, _, _ = self.decoder(
+            y_hat, p_wet, intensity = self.decoder(
                 z,
                 h_x.repeat_interleave(n, 0),
                 [f.repeat_interleave(n, 0) for f in skips],
                 x.repeat_interleave(n, 0),
             )
+            if p_wet is not None and intensity is not None and wet_rule != "threshold":
+                wet = wet_cells(p_wet, wet_rule, mask=mask, generator=generator)
+                y_hat = torch.where(wet, intensity, torch.zeros_like(intensity))
         finally:
             self.train(was_training)
         out = y_hat.reshape(x.shape[0], n, *self.shape)
