@@ -34,6 +34,7 @@ from downpour.data.dataset import PrecipDataset
 from downpour.data.store import open_store
 from downpour.errors import DownpourError
 from downpour.models.cvae import CVAE
+from downpour.training.trainer import read_checkpoint
 from downpour.utils import atomic_dir
 
 __all__ = ["load_cvae", "sample_cvae", "select_days", "write_samples"]
@@ -48,22 +49,7 @@ def load_cvae(checkpoint: str | Path) -> tuple[CVAE, Config, dict[str, Any]]:
         The network in eval mode, the run's resolved config and the store
         facts recorded at training time (shapes, thresholds, normalisation).
     """
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise DownpourError(f"checkpoint {path} not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file raises many kinds
-        raise DownpourError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})"
-        ) from None
-    extra = ckpt.get("downpour") if isinstance(ckpt, dict) else None
-    if not extra or extra.get("kind") != "cvae":
-        raise DownpourError(
-            f"{path} is not a downpour cVAE checkpoint (made by `downpour train cvae`)"
-        )
-    cfg = Config.model_validate(extra["config"])
-    info = extra["info"]
+    cfg, info, state = read_checkpoint(checkpoint, "cvae")
     net = CVAE(
         cfg.model,
         x_channels=info["x_channels"],
@@ -71,9 +57,6 @@ def load_cvae(checkpoint: str | Path) -> tuple[CVAE, Config, dict[str, Any]]:
         shape=tuple(info["shape"]),
         scale_factor=info["scale_factor"],
     )
-    state = {
-        k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
-    }
     net.load_state_dict(state)
     return net.eval(), cfg, info
 

@@ -43,7 +43,7 @@ from downpour.models.srdrn import SRDRN
 from downpour.training.datamodule import PrecipDataModule
 from downpour.training.fit import TrainResult, _EpochTimer, ensure_store
 from downpour.training.srdrn_module import SRDRNModule, srdrn_train_config
-from downpour.training.trainer import build_trainer, checkpoint_paths
+from downpour.training.trainer import build_trainer, checkpoint_paths, read_checkpoint
 from downpour.utils import atomic_write_text
 
 __all__ = [
@@ -290,28 +290,10 @@ def load_srdrn(checkpoint: str | Path) -> tuple[SRDRN, Config, dict[str, Any]]:
         The network in eval mode, the run's resolved config and the store
         facts recorded at training time (shapes, thresholds, normalisation).
     """
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise DownpourError(f"checkpoint {path} not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file raises many kinds
-        raise DownpourError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})"
-        ) from None
-    extra = ckpt.get("downpour") if isinstance(ckpt, dict) else None
-    if not extra or extra.get("kind") != "srdrn":
-        raise DownpourError(
-            f"{path} is not a downpour SRDRN checkpoint (made by `downpour train srdrn`)"
-        )
-    cfg = Config.model_validate(extra["config"])
-    info = extra["info"]
+    cfg, info, state = read_checkpoint(checkpoint, "srdrn")
     net = SRDRN.from_config(
         cfg.srdrn, in_channels=info["x_channels"], scale_factor=info["scale_factor"]
     )
-    state = {
-        k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
-    }
     net.load_state_dict(state)
     return net.eval(), cfg, info
 
