@@ -261,6 +261,11 @@ class SamplingConfig(Section):
     members: int = Field(5, ge=1)
     temperature: float = Field(1.0, gt=0.0)
     pixel_threshold: float = Field(0.1, ge=0.0)
+    wet_rule: Literal["threshold", "calibrated", "bernoulli"] = Field(
+        "threshold",
+        description="hurdle head: wet cells where p_wet >= 0.5 (threshold), the round(sum p_wet) "
+        "most likely cells (calibrated), or drawn per cell (bernoulli)",
+    )
     days: Literal["heavy_only", "all"] | list[dt.date] = "heavy_only"
     split: Literal["train", "val", "test"] = "train"
     seed: int = 0
@@ -283,10 +288,10 @@ class SRDRNConfig(Section):
     baseline: Literal["bicubic", "bcsd"] = "bicubic"
     kernel_size: int = Field(3, ge=1, description="odd kernel of every convolution")
     upsample_filters: int = Field(256, ge=1, description="channels of the upsampling stages")
-    output: Literal["log1p", "linear"] = Field(
-        "log1p",
-        description="last conv predicts log1p(mm/day) (expm1 of its ReLU is returned) "
-        "or mm/day directly (its ReLU is returned)",
+    output: Literal["linear", "log1p"] = Field(
+        "linear",
+        description="last conv predicts mm/day (its ReLU is returned, as published) "
+        "or log1p(mm/day) (expm1 of its ReLU is returned)",
     )
     scheduler: Literal["cosine", "plateau", "none"] = Field(
         "none", description="LR schedule (published: constant Adam); warm-up from train"
@@ -332,6 +337,9 @@ class NowcastConfig(Section):
     w_spectral: float = Field(0.3, ge=0.0)
     w_mse: float = Field(0.2, ge=0.0)
     w_grad: float = Field(0.1, ge=0.0)
+    spectral: Literal["amplitude", "log"] = Field(
+        "amplitude", description="spectral term: L1 of FFT amplitudes, or of log amplitudes"
+    )
     hours: int = Field(24, ge=1)
     lr: float = Field(1e-3, gt=0.0)
     epochs: int = Field(50, ge=1)
@@ -349,10 +357,16 @@ class NowcastConfig(Section):
         None, ge=8, description="train on random square crops of this size (None: whole grid)"
     )
     max_batches_per_epoch: int | None = Field(None, ge=1)
-    patience: int = Field(10, ge=1, description="early stopping on val/loss")
+    patience: int = Field(10, ge=1, description="early stopping on `monitor`")
+    monitor: str = Field(
+        "val/MAE", description="metric for early stopping and best.ckpt (min), e.g. val/loss"
+    )
     flips: bool = True
     noise: float = Field(0.0, ge=0.0, description="multiplicative rain noise sigma (inputs)")
     format: Literal["zarr", "netcdf"] = "zarr"
+    prob_match: bool = Field(
+        False, description="forecast: give each step the init frame's value distribution"
+    )
     range_factor: float = Field(
         2.0, gt=1.0, description="rollout warning when max/mean exceed this × the training's"
     )
