@@ -12,6 +12,7 @@ PRESETS = [
     "cvae_v3_phase2",
     "cvae_v4_phase3",
     "srdrn",
+    "nowcast",
 ]
 
 

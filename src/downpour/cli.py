@@ -567,6 +567,9 @@ def show_config(cfg: Config) -> None:
     click.echo(config_to_yaml(cfg), nl=False)
 
 
+import downpour.cli_nowcast  # noqa: E402,F401  (registers `downpour nowcast ...` on `cli`)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="downpour")

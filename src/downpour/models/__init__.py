@@ -1,4 +1,4 @@
-"""Networks, built by name: the conditional VAE and its building blocks.
+"""Networks, built by name: the conditional VAE, SRDRN, the nowcast U-Net and their blocks.
 
 Models are plain ``nn.Module`` s; the training wiring lives in
 :mod:`downpour.training`. A new model module registers itself in
@@ -12,11 +12,13 @@ Examples
 ...     x_channels=2, s_channels=3, shape=(24, 24), scale_factor=6,
 ... )
 >>> type(net).__name__, MODELS.names()
-('CVAE', ['cvae'])
+('CVAE', ['cvae', 'nowcast_unet', 'srdrn'])
 """
 
 from downpour.models.cvae import CVAE
+from downpour.models.nowcast import NowcastUNet
 from downpour.models.outputs import CVAEOutput
 from downpour.models.registry import MODELS, build_model
+from downpour.models.srdrn import SRDRN
 
-__all__ = ["CVAE", "MODELS", "CVAEOutput", "build_model"]
+__all__ = ["CVAE", "MODELS", "SRDRN", "CVAEOutput", "NowcastUNet", "build_model"]
