@@ -535,6 +535,14 @@ def augment_cmd(
 
     first = samples[0].resolve()
     run = first.parent.parent if first.parent.name == "samples" else first.parent
+    keys = {o.split("=", 1)[0].strip() for o in overrides}
+    # one amount replaces the other (the run's config may set per_event)
+    for key, other in (
+        ("augment.ratio", "augment.per_event"),
+        ("augment.per_event", "augment.ratio"),
+    ):
+        if key in keys and other not in keys:
+            overrides = (f"{other}=null", *overrides)
     cfg = _run_config(run, config_path, overrides)
     out = out or run / "data" / "augmented.zarr"
     augment(store or run / "data" / "store.zarr", list(samples), out, cfg.augment,
