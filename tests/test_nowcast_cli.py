@@ -153,8 +153,9 @@ def test_range_warning_fires_for_an_exploding_model():
 
 def test_range_warning_fires_for_a_vanishing_model():
     with pytest.warns(RolloutRangeWarning, match=r"fades to no rain \(vanishing\) at lead \+1:00"):
-        run_forecast(Stub(lambda x: x * 0.0), radar(), init="2021-07-01T02:00", steps=2,
-                     n_frames=2, transform="none", stats=STATS)  # fmt: skip
+        ds = run_forecast(Stub(lambda x: x * 0.0), radar(), init="2021-07-01T02:00", steps=2,
+                          n_frames=2, transform="none", stats=STATS)  # fmt: skip
+    assert float(ds["domain_max"].max()) == 0.0
 
 
 def test_range_warning_fires_when_rain_smears_into_drizzle():
@@ -164,8 +165,9 @@ def test_range_warning_fires_when_rain_smears_into_drizzle():
     da[:, 0, 0] = np.nan
     with pytest.warns(RolloutRangeWarning, match=r"vanishing\) at lead \+1:00 h.*domain max "
                       r"0\.20 mm/h \(init 10\.00"):  # fmt: skip
-        run_forecast(Stub(lambda x: x * 0.02), da, init="2021-07-01T02:00", steps=2,
-                     n_frames=2, transform="none", stats=STATS)  # fmt: skip
+        ds = run_forecast(Stub(lambda x: x * 0.02), da, init="2021-07-01T02:00", steps=2,
+                          n_frames=2, transform="none", stats=STATS)  # fmt: skip
+    assert float(ds["domain_max"].values[0]) == pytest.approx(0.2)
 
 
 def test_probability_matching_keeps_the_rollout_bounded():
