@@ -53,7 +53,7 @@ from downpour.data.radar import (
     temporal_encoding,
 )
 from downpour.errors import DownpourError
-from downpour.training.fit import TrainResult, _EpochTimer
+from downpour.training.fit import EpochTimer, TrainResult, collect_result
 from downpour.training.nowcast_module import (
     WET,
     NowcastDataModule,
@@ -63,7 +63,7 @@ from downpour.training.nowcast_module import (
     nowcast_train_config,
     rollout_batch,
 )
-from downpour.training.trainer import build_trainer, checkpoint_paths
+from downpour.training.trainer import build_trainer
 from downpour.utils import atomic_dir, atomic_write_text
 
 __all__ = [
@@ -143,27 +143,13 @@ def train_nowcast(
         f"{len(dm.train_set)} training / {len(dm.val_set)} validation windows, "
         f"{batches} batches of {nc.batch_size} × accumulate {nc.accumulate} per epoch"
     )
-    timer = _EpochTimer()
+    timer = EpochTimer()
     callbacks = [timer, *trainer_overrides.pop("extra_callbacks", [])]
     trainer = build_trainer(
         train_cfg, run_dir, kind="nowcast", extra_callbacks=callbacks, **trainer_overrides
     )
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
-    best_path, last_path = checkpoint_paths(trainer)
-    metrics = {
-        k: float(v)
-        for k, v in trainer.callback_metrics.items()
-        if torch.is_tensor(v) and v.numel() == 1
-    }
-    result = TrainResult(
-        run_dir=str(run_dir),
-        best_checkpoint=best_path,
-        last_checkpoint=last_path,
-        epochs=trainer.current_epoch,
-        parameters=n_params,
-        seconds_per_epoch=float(np.mean(timer.times)) if timer.times else math.nan,
-        metrics=metrics,
-    )
+    result = collect_result(trainer, timer, run_dir, n_params)
     atomic_write_text(
         run_dir / "metrics" / "train_nowcast.json", json.dumps(asdict(result), indent=2)
     )

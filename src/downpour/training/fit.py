@@ -28,7 +28,7 @@ from downpour.training.datamodule import PrecipDataModule
 from downpour.training.trainer import build_trainer, checkpoint_paths
 from downpour.utils import atomic_write_text
 
-__all__ = ["TrainResult", "ensure_store", "train_cvae"]
+__all__ = ["EpochTimer", "TrainResult", "collect_result", "ensure_store", "train_cvae"]
 
 
 @dataclass
@@ -44,7 +44,7 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-class _EpochTimer(Callback):
+class EpochTimer(Callback):
     """Wall-clock seconds of each training epoch (validation included)."""
 
     def __init__(self) -> None:
@@ -52,11 +52,34 @@ class _EpochTimer(Callback):
         self._t0 = 0.0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start the epoch's clock."""
         self._t0 = time.perf_counter()
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Record the epoch's seconds (sanity checks excluded)."""
         if not trainer.sanity_checking:
             self.times.append(time.perf_counter() - self._t0)
+
+
+def collect_result(
+    trainer: L.Trainer, timer: EpochTimer, run_dir: str | Path, n_params: int
+) -> TrainResult:
+    """Gather a finished fit's checkpoints, scalar metrics and timing as a :class:`TrainResult`."""
+    best_path, last_path = checkpoint_paths(trainer)
+    metrics = {
+        k: float(v)
+        for k, v in trainer.callback_metrics.items()
+        if torch.is_tensor(v) and v.numel() == 1
+    }
+    return TrainResult(
+        run_dir=str(run_dir),
+        best_checkpoint=best_path,
+        last_checkpoint=last_path,
+        epochs=trainer.current_epoch,
+        parameters=n_params,
+        seconds_per_epoch=float(sum(timer.times) / len(timer.times)) if timer.times else math.nan,
+        metrics=metrics,
+    )
 
 
 def ensure_store(cfg: Config, run_dir: Path, *, echo: Any = print) -> Path:
@@ -130,26 +153,12 @@ def train_cvae(
         f"cVAE {cfg.name}: {n_params:,} parameters ({n_params / 1e6:.2f} M) at {h}×{w}; "
         f"{len(dm.train_set)} training days, {batches} batches of {dm.batch_size} per epoch"
     )
-    timer = _EpochTimer()
+    timer = EpochTimer()
     callbacks = [timer, *trainer_overrides.pop("extra_callbacks", [])]
     trainer = build_trainer(
         cfg.train, run_dir, kind="cvae", extra_callbacks=callbacks, **trainer_overrides
     )
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
-    best_path, last_path = checkpoint_paths(trainer)
-    metrics = {
-        k: float(v)
-        for k, v in trainer.callback_metrics.items()
-        if torch.is_tensor(v) and v.numel() == 1
-    }
-    result = TrainResult(
-        run_dir=str(run_dir),
-        best_checkpoint=best_path,
-        last_checkpoint=last_path,
-        epochs=trainer.current_epoch,
-        parameters=n_params,
-        seconds_per_epoch=float(sum(timer.times) / len(timer.times)) if timer.times else math.nan,
-        metrics=metrics,
-    )
+    result = collect_result(trainer, timer, run_dir, n_params)
     atomic_write_text(run_dir / "metrics" / "train_cvae.json", json.dumps(asdict(result), indent=2))
     return result

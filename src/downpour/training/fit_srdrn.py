@@ -41,9 +41,9 @@ from downpour.errors import DownpourError
 from downpour.models.baselines import Baseline, build_baseline, precip_channel
 from downpour.models.srdrn import SRDRN
 from downpour.training.datamodule import PrecipDataModule
-from downpour.training.fit import TrainResult, _EpochTimer, ensure_store
+from downpour.training.fit import EpochTimer, TrainResult, collect_result, ensure_store
 from downpour.training.srdrn_module import SRDRNModule, srdrn_train_config
-from downpour.training.trainer import build_trainer, checkpoint_paths, read_checkpoint
+from downpour.training.trainer import build_trainer, read_checkpoint
 from downpour.utils import atomic_write_text
 
 __all__ = [
@@ -236,7 +236,7 @@ def train_srdrn(
         f"; {days['train_days']} training days ({days['synthetic_train_days']} synthetic), "
         f"{n_batches} batches of {train_cfg.batch_size} per epoch"
     )
-    timer = _EpochTimer()
+    timer = EpochTimer()
     callbacks = [timer, *trainer_overrides.pop("extra_callbacks", [])]
     if max_steps:
         trainer_overrides["max_steps"] = max_steps
@@ -249,22 +249,8 @@ def train_srdrn(
         **trainer_overrides,
     )
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
-    best_path, last_path = checkpoint_paths(trainer)
-    metrics = {
-        k: float(v)
-        for k, v in trainer.callback_metrics.items()
-        if torch.is_tensor(v) and v.numel() == 1
-    }
-    metrics["steps"] = float(trainer.global_step)
-    result = TrainResult(
-        run_dir=str(run_dir),
-        best_checkpoint=best_path,
-        last_checkpoint=last_path,
-        epochs=trainer.current_epoch,
-        parameters=n_params,
-        seconds_per_epoch=float(np.mean(timer.times)) if timer.times else math.nan,
-        metrics=metrics,
-    )
+    result = collect_result(trainer, timer, run_dir, n_params)
+    result.metrics["steps"] = float(trainer.global_step)
     record = {
         **asdict(result),
         "kind": kind,
