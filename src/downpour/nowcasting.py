@@ -64,7 +64,7 @@ from downpour.training.nowcast_module import (
     rollout_batch,
 )
 from downpour.training.trainer import build_trainer
-from downpour.utils import atomic_dir, atomic_write_text
+from downpour.utils import atomic_write_text, write_dataset
 
 __all__ = [
     "RolloutRangeWarning",
@@ -639,13 +639,4 @@ def write_forecast(ds: xr.Dataset, path: str | Path, fmt: str | None = None) -> 
     fmt = fmt or ("netcdf" if path.suffix == ".nc" else "zarr")
     if fmt not in ("zarr", "netcdf"):
         raise DownpourError(f"--format {fmt!r}: valid formats are zarr, netcdf")
-    if fmt == "netcdf":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        ds.to_netcdf(tmp)
-        tmp.replace(path)
-        return path
-    enc = {"precip_rate": {"chunks": (1, *ds["precip_rate"].shape[1:])}}
-    with atomic_dir(path) as tmp:
-        ds.to_zarr(tmp, mode="w", consolidated=False, encoding=enc, zarr_format=3)
-    return path
+    return write_dataset(ds, path, fmt, "precip_rate")

@@ -35,7 +35,7 @@ from downpour.data.store import open_store
 from downpour.errors import DownpourError
 from downpour.models.cvae import CVAE
 from downpour.training.trainer import read_checkpoint
-from downpour.utils import atomic_dir
+from downpour.utils import write_dataset
 
 __all__ = ["load_cvae", "sample_cvae", "select_days", "write_samples"]
 
@@ -213,14 +213,4 @@ def sample_cvae(
 
 def write_samples(ds: xr.Dataset, path: str | Path, fmt: str = "zarr") -> Path:
     """Write a samples dataset atomically as zarr (one event per chunk) or NetCDF."""
-    path = Path(path)
-    if fmt == "netcdf":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        ds.to_netcdf(tmp)
-        tmp.replace(path)
-        return path
-    enc = {"samples": {"chunks": (1, *ds["samples"].shape[1:])}}
-    with atomic_dir(path) as tmp:
-        ds.to_zarr(tmp, mode="w", consolidated=False, encoding=enc, zarr_format=3)
-    return path
+    return write_dataset(ds, path, fmt, "samples")

@@ -8,8 +8,9 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_dir", "atomic_write_text"]
+__all__ = ["atomic_dir", "atomic_write_text", "write_dataset"]
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -65,3 +66,30 @@ def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, path)
+
+
+def write_dataset(ds: Any, path: str | Path, fmt: str, chunk_var: str) -> Path:
+    """Write an ``xr.Dataset`` atomically as NetCDF or zarr v3 (one chunk per leading index).
+
+    Parameters
+    ----------
+    ds
+        The dataset.
+    path
+        Output file (NetCDF) or directory (zarr).
+    fmt
+        ``"zarr"`` or ``"netcdf"``.
+    chunk_var
+        Variable chunked as ``(1, *rest)`` in zarr (e.g. one event or lead time per chunk).
+    """
+    path = Path(path)
+    if fmt == "netcdf":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        ds.to_netcdf(tmp)
+        tmp.replace(path)
+        return path
+    enc = {chunk_var: {"chunks": (1, *ds[chunk_var].shape[1:])}}
+    with atomic_dir(path) as tmp:
+        ds.to_zarr(tmp, mode="w", consolidated=False, encoding=enc, zarr_format=3)
+    return path
