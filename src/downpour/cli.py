@@ -206,8 +206,63 @@ def train() -> None:
     """Train a model of the run."""
 
 
+def _device_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--devices``, ``--num-nodes``, ``--accelerator``, ``--strategy`` (override ``train``).
+
+    Goes below :func:`_config_options` (it receives the loaded ``cfg``).
+    """
+
+    @click.option(
+        "--devices",
+        default=None,
+        metavar="N",
+        help="Devices per node, e.g. 4 or auto (overrides train.devices); the effective "
+        "batch is batch_size × devices × nodes × accumulate.",
+    )
+    @click.option(
+        "--num-nodes",
+        "num_nodes",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Nodes (overrides train.num_nodes); under SLURM run one task per device.",
+    )
+    @click.option(
+        "--accelerator",
+        default=None,
+        help="cpu, gpu, cuda, mps or auto (overrides train.accelerator).",
+    )
+    @click.option(
+        "--strategy",
+        default=None,
+        help="Lightning strategy, e.g. ddp or ddp_spawn (overrides train.strategy; "
+        "auto: ddp when devices × nodes > 1).",
+    )
+    @functools.wraps(func)
+    def wrapper(
+        cfg: Config,
+        devices: str | None,
+        num_nodes: int | None,
+        accelerator: str | None,
+        strategy: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        from downpour.config import apply_overrides
+
+        given = {
+            "devices": devices,
+            "num_nodes": num_nodes,
+            "accelerator": accelerator,
+            "strategy": strategy,
+        }
+        sets = [f"train.{k}={v}" for k, v in given.items() if v is not None]
+        return func(cfg=apply_overrides(cfg, sets, "the command line"), **kwargs)
+
+    return wrapper
+
+
 @train.command("cvae")
 @_config_options(default="demo")
+@_device_options
 @_out_option()
 @click.option(
     "--resume",
@@ -220,8 +275,25 @@ def train_cvae_cmd(cfg: Config, out: Path | None, resume: Path | None) -> None:
     from downpour.training.fit import train_cvae
 
     run = out or Path("runs") / cfg.name
-    result = train_cvae(cfg, run, resume=resume, echo=lambda m: console.print(escape(m)))
-    _print_train_result(result)
+    result = train_cvae(cfg, run, resume=resume, echo=_rank_zero_echo)
+    if _is_rank_zero():
+        _print_train_result(result)
+
+
+def _is_rank_zero() -> bool:
+    """Return True in the process of global rank 0 (the only one on a single device).
+
+    Under DDP every rank runs the command; only rank 0 prints.
+    """
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _rank_zero_echo(message: str) -> None:
+    """Print a progress line on global rank 0 only."""
+    if _is_rank_zero():
+        console.print(escape(message))
 
 
 def _print_train_result(result: Any) -> None:
@@ -241,6 +313,7 @@ def _print_train_result(result: Any) -> None:
 
 @train.command("srdrn")
 @_config_options(default="demo")
+@_device_options
 @_out_option()
 @click.option(
     "--store",
@@ -271,10 +344,9 @@ def train_srdrn_cmd(
         if store is not None:
             synthetic = bool(np.asarray(open_store(store)["is_synthetic"].values).any())
         kind = "srdrn_augmented" if synthetic else "srdrn_real"
-    result = train_srdrn(
-        cfg, run, store=store, kind=kind, resume=resume, echo=lambda m: console.print(escape(m))
-    )
-    _print_train_result(result)
+    result = train_srdrn(cfg, run, store=store, kind=kind, resume=resume, echo=_rank_zero_echo)
+    if _is_rank_zero():
+        _print_train_result(result)
 
 
 def _print_verification(result: dict[str, Any]) -> None:
@@ -322,6 +394,21 @@ def _print_verification(result: dict[str, Any]) -> None:
 )
 @click.option("--n-boot", default=1000, show_default=True, help="Bootstrap resamples.")
 @click.option("--figures/--no-figures", default=True, show_default=True)
+@click.option(
+    "--period",
+    default=None,
+    metavar="START:END",
+    help="Only the days of the split in this inclusive range, e.g. 2002-01-01:2002-06-30 "
+    "or 2002:2011; one piece of a long archive.",
+)
+@click.option(
+    "--save-state",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Save the accumulators (one .npz per model and manifest.json) into DIR instead of "
+    "scoring; join pieces with `downpour verify-merge`.",
+)
 def verify(
     run: Path,
     checkpoints: tuple[str, ...],
@@ -330,11 +417,14 @@ def verify(
     fixed: tuple[float, ...],
     n_boot: int,
     figures: bool,
+    period: str | None,
+    save_state: Path | None,
 ) -> None:
     """Verify the run's downscalers on the real test days (DESIGN.md §8.2).
 
     Writes RUN/metrics/verify.json and RUN/figures/verify_*.png, and prints
     the scores with bootstrap intervals and which differences are significant.
+    With --save-state, only saves the accumulators of the (--period) days.
     """
     from downpour.verify import verify_run
 
@@ -348,9 +438,31 @@ def verify(
             ckpts[name] = Path(path)
     result = verify_run(
         run, checkpoints=ckpts, baselines=baselines, split=split, fixed=fixed, n_boot=n_boot,
-        figures=figures, echo=lambda m: console.print(escape(m)),
+        figures=figures, period=period, save_state=save_state,
+        echo=lambda m: console.print(escape(m)),
     )  # fmt: skip
+    if save_state is None:
+        _print_verification(result)
+
+
+@cli.command("verify-merge")
+@click.argument(
+    "state_dirs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="STATE_DIR..."
+)
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
+              help="Result JSON, e.g. RUN/metrics/verify.json.")  # fmt: skip
+@click.option("--n-boot", default=1000, show_default=True, help="Bootstrap resamples.")
+def verify_merge(state_dirs: tuple[Path, ...], out: Path, n_boot: int) -> None:
+    """Merge pieces saved by `verify --period ... --save-state DIR` and score them together.
+
+    Gives the result of one pass over all the pieces' days (bootstrap
+    intervals and paired differences included); a day in two pieces is an error.
+    """
+    from downpour.verify import merge_states
+
+    result = merge_states(state_dirs, out, n_boot=n_boot, echo=lambda m: console.print(escape(m)))
     _print_verification(result)
+    console.print(escape(f"wrote {out}"))
 
 
 @cli.command()
@@ -412,20 +524,33 @@ def report(run: Path, out: Path | None) -> None:
     metavar="SECTION.KEY=VALUE",
     help="Override a value, e.g. --set sampling.mode=prior --set sampling.members=10.",
 )
+@click.option(
+    "--period",
+    default=None,
+    metavar="START:END",
+    help="Only the days in this inclusive range (sets sampling.period), e.g. "
+    "2001-01-01:2001-06-30 or 2001:2003; one shard of a long archive.",
+)
 def sample(
     checkpoints: tuple[Path, ...],
     store: Path | None,
     out: Path | None,
     config_path: str | None,
     overrides: tuple[str, ...],
+    period: str | None,
 ) -> None:
     """Draw K synthetic members per selected day from trained cVAE checkpoints.
 
     Samples from training days (the default) may augment training data;
     samples from validation or test days are marked for evaluation only.
+    The store is written block by block (memory: sampling.batch_size events).
+    Shards of one archive sampled with --period join with `downpour merge-samples`.
     """
-    from downpour.config import apply_overrides
-    from downpour.sampling import load_cvae, sample_cvae, write_samples
+    from pydantic import ValidationError
+
+    from downpour.config import SamplingConfig, apply_overrides
+    from downpour.evaluation import open_samples
+    from downpour.sampling import load_cvae, sample_to_store
 
     if config_path is not None:
         cfg = load_config(config_path, overrides)
@@ -434,18 +559,57 @@ def sample(
     run = checkpoints[0].resolve().parents[2]
     store = store or run / "data" / "store.zarr"
     s = cfg.sampling
+    if period is not None:
+        try:
+            s = SamplingConfig.model_validate({**s.model_dump(), "period": period})
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise DownpourError(f"--period: {msg}") from None
     suffix = ".zarr" if s.format == "zarr" else ".nc"
-    out = out or run / "samples" / f"{s.mode}_{s.split}{suffix}"
-    ds = sample_cvae(list(checkpoints), store, s)
-    write_samples(ds, out, s.format)
+    shard = "" if s.period is None else f"_{s.period[0]}_{s.period[1]}"
+    out = out or run / "samples" / f"{s.mode}_{s.split}{shard}{suffix}"
+    sample_to_store(list(checkpoints), store, s, out)
+    ds = open_samples(out)
     n_ev, n_mem = ds.sizes["event"], ds.sizes["member"]
     note = " (evaluation only: not for training)" if ds.attrs["for_evaluation_only"] else ""
+    ds.close()
     console.print(
         escape(
             f"wrote {out}: {n_ev} events × {n_mem} members, {s.mode} mode, T={s.temperature}, "
             f"{s.split} split{note}"
         )
     )
+
+
+@cli.command("merge-samples")
+@click.argument("shards", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Merged store (.zarr directory, or a .nc file).",
+)
+def merge_samples_cmd(shards: tuple[Path, ...], out: Path) -> None:
+    """Join samples stores of one run, sampled by --period, into one store in time order.
+
+    Refuses shards that overlap in days or differ in checkpoints, mode,
+    temperature, members, wet rule, store or seed. The merge equals one
+    `downpour sample` pass over all the shards' days.
+    """
+    from downpour.evaluation import open_samples
+    from downpour.sampling import merge_samples
+
+    merge_samples(list(shards), out, progress=True)
+    ds = open_samples(out)
+    first, last = (str(ds["time"].values[i])[:10] for i in (0, -1))
+    console.print(
+        escape(
+            f"wrote {out}: {ds.sizes['event']} events ({first} to {last}) × "
+            f"{ds.sizes['member']} members from {len(shards)} shards"
+        )
+    )
+    ds.close()
 
 
 def _print_quality(name: str, summary: dict[str, Any]) -> None:
@@ -575,6 +739,7 @@ def show_config(cfg: Config) -> None:
     click.echo(config_to_yaml(cfg), nl=False)
 
 
+import downpour.cli_bench  # noqa: E402,F401  (registers `downpour bench` on `cli`)
 import downpour.cli_nowcast  # noqa: E402,F401  (registers `downpour nowcast ...` on `cli`)
 
 

@@ -244,9 +244,26 @@ class TrainConfig(Section):
         None, ge=1, description="cap on training batches per epoch (None: every day once)"
     )
     num_workers: int = Field(0, ge=0)
+    persistent_workers: bool = Field(
+        True, description="keep DataLoader workers alive between epochs (with num_workers > 0)"
+    )
+    pin_memory: bool | None = Field(
+        None, description="page-locked host batches for fast GPU copies (None: when CUDA is used)"
+    )
+    channels_last: bool = Field(
+        False, description="NHWC memory format for the network and its 4-D inputs"
+    )
+    compile: bool = Field(
+        False, description="torch.compile the network (first steps pay for compilation)"
+    )
     accelerator: str = "auto"
     devices: int | str = 1
     num_nodes: int = Field(1, ge=1)
+    strategy: str = Field(
+        "auto",
+        description="Lightning strategy; auto = ddp when devices × num_nodes > 1 "
+        "(e.g. ddp, ddp_spawn, ddp_find_unused_parameters_true)",
+    )
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -269,8 +286,64 @@ class SamplingConfig(Section):
     days: Literal["heavy_only", "all"] | list[dt.date] = "heavy_only"
     split: Literal["train", "val", "test"] = "train"
     seed: int = 0
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="events per block held in memory and written")
     format: Literal["zarr", "netcdf"] = "zarr"
+    period: tuple[dt.date, dt.date] | None = Field(
+        None,
+        description="inclusive range of days to sample, combined with `days` (a shard of a "
+        "long archive), e.g. [2001-01-01, 2001-06-30] or '2001-01:2001-06'; None: every day",
+    )
+    device: str = Field(
+        "cpu",
+        description="torch device of the networks (cpu, cuda, cuda:1); samples are bitwise "
+        "reproducible on one kind of device, not from CPU to GPU",
+    )
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _period_text(cls, v: Any) -> Any:
+        return cls.parse_period(v) if isinstance(v, str) else v
+
+    @field_validator("period")
+    @classmethod
+    def _period_order(cls, v: tuple[dt.date, dt.date] | None) -> tuple[dt.date, dt.date] | None:
+        if v is not None and v[0] > v[1]:
+            raise ValueError(f"period starts after it ends ({v[0]} > {v[1]})")
+        return v
+
+    @staticmethod
+    def parse_period(text: str) -> tuple[dt.date, dt.date]:
+        """Parse ``START:END`` (inclusive); each end ``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD``.
+
+        A year or month start is its first day, a year or month end its last.
+
+        Examples
+        --------
+        >>> SamplingConfig.parse_period("2001-02:2003")
+        (datetime.date(2001, 2, 1), datetime.date(2003, 12, 31))
+        """
+
+        def one(part: str, end: bool) -> dt.date:
+            m = re.fullmatch(r"(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?", part.strip())
+            if m is None:
+                raise ValueError(f"{part!r} is not a date")
+            y, mo, d = int(m[1]), int(m[2] or (12 if end else 1)), m[3]
+            if d is not None:
+                return dt.date(y, mo, int(d))
+            if not end:
+                return dt.date(y, mo, 1)
+            return (dt.date(y, mo, 28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(1)
+
+        start, sep, stop = text.partition(":")
+        try:
+            if not sep:
+                raise ValueError("no ':' between start and end")
+            return one(start, False), one(stop, True)
+        except ValueError as exc:
+            raise ValueError(
+                f"period {text!r} must be START:END with YYYY, YYYY-MM or YYYY-MM-DD ends, "
+                f"e.g. 2001-01-01:2001-06-30 or 2001:2003 ({exc})"
+            ) from None
 
 
 class SRDRNConfig(Section):

@@ -16,11 +16,19 @@ difference is called significant only when its interval excludes zero.
 
 Results go to ``RUN/metrics/verify.json`` (with a ``headline`` block that
 ``downpour compare`` reads) and ``RUN/figures/verify_*.png``.
+
+Long archives can be verified in pieces: ``verify_run(period=(start, end),
+save_state=DIR)`` scores only the days of the split in that date range and
+saves one accumulator per model (``DIR/<model>.npz``) with a manifest
+(``DIR/manifest.json``) instead of scoring; :func:`merge_states` merges the
+pieces of several such folders (refusing a day present twice) and writes the
+same result as one pass over all their days, bootstrap intervals included.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,13 +49,23 @@ from downpour.utils import atomic_write_text
 
 __all__ = [
     "HEADLINE",
+    "accumulate_models",
     "find_srdrn_checkpoints",
+    "merge_states",
+    "parse_period",
+    "save_states",
+    "score_models",
+    "select_period",
     "significance_lines",
     "truth_of",
     "verification_table",
     "verify_models",
     "verify_run",
 ]
+
+#: Manifest of a folder of saved accumulators (``verify --save-state``).
+MANIFEST = "manifest.json"
+_MANIFEST_KIND = "downpour verification state"
 
 #: (label, section, threshold or None, score) of the headline scores.
 HEADLINE: list[tuple[str, str, str | None, str]] = [
@@ -83,20 +101,17 @@ def truth_of(store: str | Path, split: str = "test") -> tuple[xr.DataArray, np.n
     return truth, mask
 
 
-def verify_models(
+def accumulate_models(
     predictions: Mapping[str, xr.DataArray],
     truth: xr.DataArray,
-    mask: np.ndarray,
+    mask: np.ndarray | None,
     thresholds: Mapping[str, float],
     *,
-    pairs: Sequence[tuple[str, str]] = (),
     scales: Iterable[int] = DEFAULT_SCALES,
     tail_threshold: float | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
     batch_days: int = 64,
-) -> dict[str, Any]:
-    """Score several predictions of the same days, streaming over time.
+) -> dict[str, VerificationAccumulator]:
+    """Accumulate several predictions of the same days, streaming over time.
 
     Parameters
     ----------
@@ -108,9 +123,7 @@ def verify_models(
         Valid cells ``(y, x)``.
     thresholds
         Event thresholds by name.
-    pairs
-        ``(a, b)`` model pairs whose differences ``a − b`` get paired intervals.
-    scales, tail_threshold, n_boot, seed
+    scales, tail_threshold
         As in :class:`~downpour.metrics.verification.VerificationAccumulator`.
     batch_days
         Days loaded per batch.
@@ -118,7 +131,7 @@ def verify_models(
     Returns
     -------
     dict
-        ``models[name]`` (scores with intervals) and ``differences["a − b"]``.
+        ``{name: VerificationAccumulator}`` holding the days with their time stamps.
     """
     times = np.asarray(truth["time"].values)
     accs = {}
@@ -137,6 +150,32 @@ def verify_models(
         t = np.asarray(truth.isel(time=sl).values)
         for name, pred in predictions.items():
             accs[name].update(np.asarray(pred.isel(time=sl).values), t, time=times[sl])
+    return accs
+
+
+def score_models(
+    accs: Mapping[str, VerificationAccumulator],
+    *,
+    pairs: Sequence[tuple[str, str]] = (),
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Scores with bootstrap intervals of each accumulator and paired differences.
+
+    Parameters
+    ----------
+    accs
+        ``{name: accumulator}`` of the same days (see :func:`accumulate_models`).
+    pairs
+        ``(a, b)`` model pairs whose differences ``a − b`` get paired intervals.
+    n_boot, seed
+        Bootstrap resamples (of days) and seed.
+
+    Returns
+    -------
+    dict
+        ``models[name]`` (scores with intervals) and ``differences["a − b"]``.
+    """
     models = {n: a.compute_with_intervals(n_boot, seed) for n, a in accs.items()}
     diffs = {
         f"{a} − {b}": paired_difference(accs[a], accs[b], n_boot=n_boot, seed=seed)
@@ -144,6 +183,240 @@ def verify_models(
         if a in accs and b in accs
     }
     return {"models": models, "differences": diffs}
+
+
+def verify_models(
+    predictions: Mapping[str, xr.DataArray],
+    truth: xr.DataArray,
+    mask: np.ndarray | None,
+    thresholds: Mapping[str, float],
+    *,
+    pairs: Sequence[tuple[str, str]] = (),
+    scales: Iterable[int] = DEFAULT_SCALES,
+    tail_threshold: float | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    batch_days: int = 64,
+) -> dict[str, Any]:
+    """Score several predictions of the same days: :func:`accumulate_models`, :func:`score_models`.
+
+    Returns
+    -------
+    dict
+        ``models[name]`` (scores with intervals) and ``differences["a − b"]``.
+    """
+    accs = accumulate_models(
+        predictions, truth, mask, thresholds, scales=scales, tail_threshold=tail_threshold,
+        batch_days=batch_days,
+    )  # fmt: skip
+    return score_models(accs, pairs=pairs, n_boot=n_boot, seed=seed)
+
+
+def parse_period(period: str | Sequence[Any]) -> tuple[np.datetime64, np.datetime64]:
+    """First and last day of an inclusive date range ``"START:END"`` (or a pair of dates).
+
+    The text form is that of ``downpour sample --period``
+    (:meth:`downpour.config.SamplingConfig.parse_period`): each end ``YYYY``,
+    ``YYYY-MM`` or ``YYYY-MM-DD``; a year or month end is its last day.
+
+    Examples
+    --------
+    >>> parse_period("2002-01:2002-06")
+    (np.datetime64('2002-01-01'), np.datetime64('2002-06-30'))
+    """
+    from downpour.config import SamplingConfig
+
+    try:
+        if isinstance(period, str):
+            start, end = (np.datetime64(d, "D") for d in SamplingConfig.parse_period(period))
+        else:
+            first, last = period
+            start, end = np.datetime64(str(first), "D"), np.datetime64(str(last), "D")
+    except (ValueError, TypeError) as e:
+        raise DownpourError(f"--period: {e}") from None
+    if end < start:
+        raise DownpourError(f"--period: the period starts after it ends ({start} > {end})")
+    return start, end
+
+
+def select_period(da: xr.DataArray, period: str | Sequence[Any], what: str) -> xr.DataArray:
+    """Days of ``da`` (dim ``time``) in an inclusive date range; an error when there is none.
+
+    Parameters
+    ----------
+    da
+        ``(time, ...)`` array.
+    period
+        ``"START:END"`` (dates, both included) or a ``(start, end)`` pair.
+    what
+        Names the days in the error message, e.g. ``"test days of RUN/data/store.zarr"``.
+    """
+    start, end = parse_period(period)
+    days = np.asarray(da["time"].values).astype("datetime64[D]")
+    keep = (days >= start) & (days <= end)
+    if not keep.any():
+        span = f"{days.min()} to {days.max()}" if days.size else "no days"
+        raise DownpourError(
+            f"period {start}:{end} holds none of the {days.size} {what} (they cover {span}); "
+            "choose dates inside that range"
+        )
+    return da.isel(time=np.flatnonzero(keep))
+
+
+def _file_name(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", model) + ".npz"
+
+
+def save_states(
+    accs: Mapping[str, VerificationAccumulator], directory: str | Path, meta: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Save one accumulator per model and a ``manifest.json`` into ``directory``.
+
+    Parameters
+    ----------
+    accs
+        ``{model: accumulator}`` of the same days.
+    directory
+        Output folder (created); existing files of the same names are replaced.
+    meta
+        JSON-ready facts for the manifest (run, store, split, units, thresholds, ...).
+
+    Returns
+    -------
+    dict
+        The manifest: ``meta`` plus ``models`` (``{model: file}``), ``days``
+        (first and last day), ``n_days``, ``scales`` and ``kind``/``version``.
+    """
+    directory = Path(directory)
+    files = {name: _file_name(name) for name in accs}
+    if len(set(files.values())) != len(files):
+        raise DownpourError(f"model names {list(files)} collide as file names; rename a model")
+    for name, acc in accs.items():
+        acc.save(directory / files[name])
+    first = next(iter(accs.values()))
+    times = first.times.astype("datetime64[D]")
+    manifest = {
+        "kind": _MANIFEST_KIND,
+        "version": 1,
+        **meta,
+        "scales": list(first.scales),
+        "n_days": first.n_days,
+        "days": [str(times.min()), str(times.max())] if times.size else [],
+        "models": files,
+    }
+    atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise DownpourError(
+            f"{directory}: no {MANIFEST}; write verification states with "
+            "`downpour verify RUN --period START:END --save-state DIR`"
+        )
+    manifest = json.loads(path.read_text())
+    if manifest.get("kind") != _MANIFEST_KIND:
+        raise DownpourError(f"{path}: not a verification state manifest")
+    return manifest
+
+
+def _result_meta(
+    result: dict[str, Any],
+    *,
+    split: str,
+    store: str,
+    units: str,
+    thresholds: Mapping[str, float],
+    checkpoints: Mapping[str, str],
+) -> dict[str, Any]:
+    """Add the run facts, significance lines and headline block to a scored result."""
+    result.update(
+        split=split,
+        store=store,
+        units=units,
+        thresholds=dict(thresholds),
+        checkpoints=dict(checkpoints),
+        significance=significance_lines(result),
+        headline={
+            f"{label} {name}": _interval(res, section, thr, score)
+            for name, res in result["models"].items()
+            for label, section, thr, score in HEADLINE
+            if thr is None or thr in res["categorical"]
+        },
+    )
+    return result
+
+
+def merge_states(
+    directories: Sequence[str | Path],
+    out: str | Path,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    echo: Any = print,
+) -> dict[str, Any]:
+    """Merge the saved accumulators of several pieces and score them as one period.
+
+    Parameters
+    ----------
+    directories
+        Folders written by ``verify_run(..., save_state=DIR)`` (any order).
+    out
+        The result JSON, e.g. ``RUN/metrics/verify.json``.
+    n_boot, seed
+        Bootstrap resamples (of days) and seed.
+    echo
+        Progress messages.
+
+    Returns
+    -------
+    dict
+        What :func:`verify_run` returns for the union of the pieces' days, plus
+        ``period`` (first and last day) and ``parts`` (the folders).
+
+    Raises
+    ------
+    DownpourError
+        When a folder has no manifest, the pieces disagree on split, units,
+        thresholds, scales or models, or a day is in two pieces.
+    """
+    if not directories:
+        raise DownpourError("verify-merge: give at least one state folder")
+    dirs = [Path(d) for d in directories]
+    manifests = [_read_manifest(d) for d in dirs]
+    ref = manifests[0]
+    for d, m in zip(dirs[1:], manifests[1:], strict=True):
+        for key in ("split", "units", "thresholds", "scales"):
+            if m.get(key) != ref.get(key):
+                raise DownpourError(
+                    f"{d}: {key} {m.get(key)!r} differs from {ref.get(key)!r} in {dirs[0]}; "
+                    "merge pieces of the same verification only"
+                )
+        if set(m["models"]) != set(ref["models"]):
+            raise DownpourError(
+                f"{d} holds models {sorted(m['models'])} but {dirs[0]} holds "
+                f"{sorted(ref['models'])}; verify the same models in every piece"
+            )
+    accs: dict[str, VerificationAccumulator] = {}
+    for name in ref["models"]:
+        for d, m in zip(dirs, manifests, strict=True):
+            acc = VerificationAccumulator.load(d / m["models"][name])
+            try:
+                accs[name] = accs[name].merge(acc) if name in accs else acc
+            except DownpourError as e:
+                raise DownpourError(f"{d}: cannot merge {name!r} into the other pieces: {e}") from e
+    first = next(iter(accs.values()))
+    times = first.times.astype("datetime64[D]")
+    echo(f"merged {len(dirs)} pieces: {first.n_days} days from {times.min()} to {times.max()}")
+    result = score_models(accs, pairs=_default_pairs(list(accs)), n_boot=n_boot, seed=seed)
+    result = _result_meta(
+        result, split=ref["split"], store=ref.get("store", ""), units=ref["units"],
+        thresholds=ref["thresholds"], checkpoints=ref.get("checkpoints", {}),
+    )  # fmt: skip
+    result.update(period=[str(times.min()), str(times.max())], parts=[str(d) for d in dirs])
+    atomic_write_text(Path(out), json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def _interval(result: dict[str, Any], section: str, thr: str | None, score: str) -> list[float]:
@@ -204,6 +477,8 @@ def verify_run(
     n_boot: int = 1000,
     seed: int = 0,
     figures: bool = True,
+    period: str | Sequence[Any] | None = None,
+    save_state: str | Path | None = None,
     echo: Any = print,
 ) -> dict[str, Any]:
     """Verify the run's SRDRN variants and baselines on the real days of a split.
@@ -226,13 +501,20 @@ def verify_run(
         FSS scales, bootstrap resamples and seed.
     figures
         Draw ``verify_maps.png`` and ``verify_scores.png``.
+    period
+        Only the days of the split in this inclusive date range,
+        ``"START:END"`` or ``(start, end)``; the result records it as ``period``.
+    save_state
+        Instead of scoring, save the accumulators and a manifest into this
+        folder (see :func:`save_states`) for :func:`merge_states`; no
+        ``verify.json`` and no figures are written then.
     echo
         Progress messages.
 
     Returns
     -------
     dict
-        What ``verify.json`` holds.
+        What ``verify.json`` holds (or, with ``save_state``, the manifest).
     """
     from downpour.training.fit_srdrn import predict_baseline, predict_srdrn
 
@@ -252,6 +534,8 @@ def verify_run(
     if not ckpts and not baselines:
         raise DownpourError(f"{run}: nothing to verify (no SRDRN checkpoint, no baseline)")
     truth, mask = truth_of(store, split)
+    if period is not None:
+        truth = select_period(truth, period, f"real {split} days of {store}")
     preds: dict[str, xr.DataArray] = {}
     for name, ck in ckpts.items():
         echo(f"predicting {truth.sizes['time']} {split} days with {name} ({ck})")
@@ -259,24 +543,22 @@ def verify_run(
     for name in baselines:
         echo(f"predicting {truth.sizes['time']} {split} days with the {name} baseline")
         preds[name] = predict_baseline(name, store, split=split)
-    result = verify_models(
-        preds, truth, mask, thresholds, pairs=_default_pairs(list(preds)), scales=scales,
-        n_boot=n_boot, seed=seed,
-    )  # fmt: skip
-    result.update(
-        split=split,
-        store=str(store),
-        units=units,
-        thresholds=thresholds,
-        checkpoints={k: str(v) for k, v in ckpts.items()},
-        significance=significance_lines(result),
-        headline={
-            f"{label} {name}": _interval(res, section, thr, score)
-            for name, res in result["models"].items()
-            for label, section, thr, score in HEADLINE
-            if thr is None or thr in res["categorical"]
-        },
-    )
+    if period is not None:  # the predictors cover the whole split
+        preds = {k: v.sel(time=truth["time"]) for k, v in preds.items()}
+    accs = accumulate_models(preds, truth, mask, thresholds, scales=scales)
+    meta = {"split": split, "store": str(store), "units": units, "thresholds": thresholds,
+            "checkpoints": {k: str(v) for k, v in ckpts.items()}}  # fmt: skip
+    if save_state is not None:
+        manifest = save_states(
+            accs, save_state, {"run": str(run), **meta, "period": _period_json(period)}
+        )
+        echo(f"saved {manifest['n_days']} days of {len(accs)} models to {save_state}")
+        return manifest
+    result = score_models(accs, pairs=_default_pairs(list(preds)), n_boot=n_boot, seed=seed)
+    result = _result_meta(result, **meta)
+    if period is not None:
+        days = np.asarray(truth["time"].values).astype("datetime64[D]")
+        result["period"] = [str(days.min()), str(days.max())]
     atomic_write_text(run / "metrics" / "verify.json", json.dumps(result, indent=2) + "\n")
     if figures:
         plots.save(
@@ -285,6 +567,10 @@ def verify_run(
         )
         plots.save(plots.plot_scores(result), run / "figures" / "verify_scores.png")
     return result
+
+
+def _period_json(period: str | Sequence[Any] | None) -> list[str] | None:
+    return None if period is None else [str(d) for d in parse_period(period)]
 
 
 def verification_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:

@@ -267,3 +267,43 @@ def test_seeded_augmentation_is_reproducible_per_epoch_and_item(tiny_store):
     torch.manual_seed(5)
     _ = a[0]
     torch.testing.assert_close(torch.rand(3), ref)
+
+
+def test_epoch_travels_with_the_index(tiny_store):
+    from downpour.data.transforms import build_transform
+
+    t = build_transform(flips=True, noise=0.2, precip_channels=[0])
+    ds = PrecipDataset(tiny_store.path, "train", transform=t, seed=7)
+    ds.set_epoch(3)
+    at3 = [ds[i]["y"] for i in range(4)]
+    ds.set_epoch(0)
+    for i, y in enumerate(at3):
+        torch.testing.assert_close(ds[(3, i)]["y"], y)  # (epoch, index) overrides set_epoch
+    assert any(not torch.equal(ds[(0, i)]["y"], y) for i, y in enumerate(at3))
+
+
+def test_persistent_workers_see_every_epoch(tiny_store):
+    """Workers kept alive across epochs augment exactly as the main process does."""
+    from downpour.config import TrainConfig
+    from downpour.data.transforms import build_transform
+    from downpour.training.datamodule import _EpochBatchSampler
+
+    t = build_transform(flips=True, noise=0.2, precip_channels=[0])
+
+    def epochs(workers: int) -> list[torch.Tensor]:
+        ds = PrecipDataset(tiny_store.path, "train", transform=t, seed=7)
+        sampler = _EpochBatchSampler(ds, batch_size=4, min_heavy_fraction=0.0, seed=1)
+        loader = torch.utils.data.DataLoader(
+            ds, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0
+        )
+        out = []
+        for epoch in range(3):
+            sampler.set_epoch(epoch)
+            out.append(torch.cat([b["y"] for b in loader]))
+        return out
+
+    assert TrainConfig().persistent_workers  # the default these workers model
+    main, workers = epochs(0), epochs(2)
+    for a, b in zip(main, workers, strict=True):
+        torch.testing.assert_close(a, b)
+    assert not torch.equal(main[0], main[1])  # a new augmentation every epoch

@@ -274,6 +274,28 @@ def test_sample_matches_forward_member_by_member():
         torch.testing.assert_close(net(x, s, mode="prior", z=z).y_hat[:, 0], samples[:, j])
 
 
+@pytest.mark.parametrize("wet_rule", ["threshold", "bernoulli", "calibrated"])
+@pytest.mark.parametrize("chunk", [1, 4, 7])
+def test_chunked_sampling_equals_one_call(chunk, wet_rule):
+    net, x, s, y = make(prior="conditional", head="hurdle", **ALL_ON)
+    sharpen_hurdle(net)
+    calls = []
+    net.decoder.register_forward_hook(lambda *_: calls.append(1))
+    kw = {"mode": "posterior", "y": y, "wet_rule": wet_rule}
+    whole = net.sample(x, s, 5, generator=torch.Generator().manual_seed(4), **kw)
+    calls.clear()
+    parts = net.sample(x, s, 5, generator=torch.Generator().manual_seed(4), chunk=chunk, **kw)
+    assert len(calls) == -(-B * 5 // chunk)  # ceil(B·n / chunk) decoder calls
+    torch.testing.assert_close(parts, whole, rtol=1e-5, atol=1e-5)
+    assert torch.equal(parts == 0, whole == 0)  # the same dry cells
+
+
+def test_chunk_must_be_positive():
+    net, x, s, _ = make()
+    with pytest.raises(ValueError, match="chunk must be ≥ 1"):
+        net.sample(x, s, 2, chunk=0)
+
+
 # ------------------------------------------------------------------- precision, format
 def test_bf16_autocast_and_channels_last():
     net, x, s, y = make(head="hurdle", prior="conditional", **ALL_ON)

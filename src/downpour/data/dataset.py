@@ -208,8 +208,18 @@ class PrecipDataset(torch.utils.data.Dataset):
         """Return the number of days in the split."""
         return int(self._rows.size)
 
-    def __getitem__(self, i: int) -> Sample:
-        """Return item ``i`` as a dict of tensors (see the class Notes for keys and shapes)."""
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
+        """Return item ``i`` as a dict of tensors (see the class Notes for keys and shapes).
+
+        ``key`` is the index ``i``, or ``(epoch, i)``: the epoch seeding the
+        augmentation travels with the index, so DataLoader workers that live
+        across epochs (``persistent_workers``) augment each epoch differently.
+        """
+        epoch = self.epoch
+        if isinstance(key, tuple):
+            epoch, i = (int(k) for k in key)
+        else:
+            i = key
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for {n} days")
@@ -223,7 +233,7 @@ class PrecipDataset(torch.utils.data.Dataset):
         }
         if self.transform is not None and self.seed is not None:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(hash((self.seed, self.epoch, int(self._rows[i]))) & 0x7FFFFFFF)
+                torch.manual_seed(hash((self.seed, epoch, int(self._rows[i]))) & 0x7FFFFFFF)
                 sample = self.transform(sample)
         elif self.transform is not None:
             sample = self.transform(sample)

@@ -3,7 +3,10 @@
 Conventions
 -----------
 - Fields are ``(days, y, x)`` arrays (numpy, torch or xarray; a 2-D field is
-  one day), converted to float64.
+  one day). Float32 stays float32 (no float64 copy of a batch; events are
+  decided exactly as in float64, see
+  :func:`downpour.metrics.day_stats.threshold_for`); other types become float64.
+  Sums are accumulated in float64.
 - An **event** is ``value > threshold`` (strict) everywhere: contingency
   tables, FSS indicator fields, MAE_tail (truth > tail threshold).
 - A cell is **valid** when the mask is True (land) *and* truth and prediction
@@ -28,10 +31,18 @@ Conventions
   (zero padding at the domain edge; odd or even ``s`` as pysteps), and
   ``FSS = 1 − Σ(Pf−Po)² / (ΣPf² + ΣPo²)`` with the sums over valid cells only.
   With every cell valid this is exactly pysteps' ``fss`` for ``>`` events.
+  The sums are computed from exact integer window counts
+  (:mod:`downpour.metrics.fss`), not with a floating-point filter.
 - Streaming: :class:`VerificationAccumulator` keeps per-day sufficient
-  statistics (O(days × thresholds × scales)) and two fixed histograms; merging
-  concatenates days, so two merged halves equal one pass (counts exactly,
-  floats to rounding). Every score is a function of day-weighted sums of the
+  statistics (O(days × thresholds × scales), computed by
+  :func:`downpour.metrics.day_stats.day_stats`) and two fixed histograms;
+  merging concatenates days (refusing a time stamp present in both) and
+  orders them by time when every day has one, so partial accumulators merged
+  in any order equal one pass over the period: counts and histograms exactly,
+  scores to rounding, bootstrap intervals exactly (they resample day
+  positions). :meth:`VerificationAccumulator.save` / ``load`` keep a state in
+  an ``.npz`` file, so the pieces of a long archive can be verified in
+  separate jobs and merged. Every score is a function of day-weighted sums of the
   per-day statistics, which is what the bootstrap resamples
   (:mod:`downpour.metrics.bootstrap`): CSI, POD, FAR, POFD, SEDI, frequency
   bias, correlation, MAE, RMSE, MAE_tail and FSS get 95% intervals; the P99
@@ -42,16 +53,26 @@ Conventions
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
-from scipy.ndimage import uniform_filter
 
 from downpour.errors import DownpourError
 from downpour.metrics.bootstrap import BootstrapResult, bootstrap_days
+from downpour.metrics.day_stats import (
+    BLOCK_CELLS,
+    DAY_KEYS,
+    contingency,
+    count_cells,
+    day_stats,
+    threshold_for,
+)
 from downpour.metrics.extremes import QuantileHistogram, compare_gpd_tails
+from downpour.metrics.fss import fss_day_sums
 
 __all__ = [
     "DEFAULT_SCALES",
@@ -71,22 +92,6 @@ DEFAULT_SCALES: tuple[int, ...] = (1, 3, 9, 27)
 _SEDI_CLIP = 1e-6
 _CATEGORICAL = ("csi", "pod", "far", "pofd", "sedi", "frequency_bias")
 _CONTINUOUS = ("correlation", "mae", "rmse", "mae_tail")
-_AXES = (1, 2)
-#: Scalar per-day statistics (besides "counts" and "fss").
-_DAY_KEYS = (
-    "n",
-    "n_tail",
-    "sum_abs",
-    "sum_sq",
-    "sum_abs_tail",
-    "sum_p",
-    "sum_t",
-    "m_pp",
-    "m_tt",
-    "m_pt",
-    "max_pred",
-    "max_truth",
-)
 
 
 # ------------------------------------------------------------------------ inputs
@@ -96,19 +101,32 @@ def _to_numpy(x: Any) -> np.ndarray:
     """Numpy view of a numpy array, torch tensor (any dtype) or xarray object."""
     if hasattr(x, "detach"):  # torch.Tensor, without importing torch
         x = x.detach().cpu()
-        return x.double().numpy() if x.dtype.is_floating_point else x.numpy()
+        if x.dtype.is_floating_point and x.element_size() < 4:  # half, bfloat16
+            x = x.float()
+        return x.numpy()
     if isinstance(x, xr.DataArray):
         return np.asarray(x.values)
     return np.asarray(x)
 
 
 def _as_days(x: Any, name: str) -> np.ndarray:
-    a = _to_numpy(x).astype(np.float64, copy=False)
+    """Float32 or float64 ``(days, y, x)`` (float32 and float64 input keep their type)."""
+    a = _to_numpy(x)
+    if a.dtype not in (np.float32, np.float64):
+        a = a.astype(np.float32 if a.dtype == np.float16 else np.float64)
     if a.ndim == 2:
         a = a[None]
     if a.ndim != 3:
         raise DownpourError(f"verification: {name} must be (days, y, x) or (y, x), got {a.shape}")
     return a
+
+
+def _as_pair(pred: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Prediction and truth as ``(days, y, x)`` of one float type (float64 unless both float32)."""
+    p, t = _as_days(pred, "prediction"), _as_days(truth, "truth")
+    if p.dtype != t.dtype:
+        p, t = p.astype(np.float64, copy=False), t.astype(np.float64, copy=False)
+    return p, t
 
 
 def _as_mask(mask: Any) -> np.ndarray | None:
@@ -134,20 +152,56 @@ def _as_mask(mask: Any) -> np.ndarray | None:
     return m
 
 
-def _valid(p: np.ndarray, t: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+def _check_shapes(p: np.ndarray, t: np.ndarray, mask: np.ndarray | None) -> None:
     if p.shape != t.shape:
         raise DownpourError(
             f"verification: prediction shape {p.shape} and truth shape {t.shape} differ; "
             "both must be (days, y, x) on the same grid and days"
         )
+    if mask is not None and mask.shape != p.shape[1:]:
+        raise DownpourError(
+            f"verification: mask shape {mask.shape} does not match the grid {p.shape[1:]}"
+        )
+
+
+def _valid(p: np.ndarray, t: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    _check_shapes(p, t, mask)
     valid = np.isfinite(p) & np.isfinite(t)
     if mask is not None:
-        if mask.shape != p.shape[1:]:
-            raise DownpourError(
-                f"verification: mask shape {mask.shape} does not match the grid {p.shape[1:]}"
-            )
         valid &= mask
     return valid
+
+
+def _as_times(time: Any, days: int) -> np.ndarray:
+    """Time stamps ``(days,)`` as datetime64[ns] (NaT for ``None``).
+
+    cftime dates are converted through their ISO text; dates with no
+    proleptic-Gregorian equivalent (30 February of a 360-day calendar) become
+    NaT with a warning: such days are neither ordered nor checked for
+    duplicates when accumulators are merged.
+    """
+    if time is None:
+        return np.full(days, np.datetime64("NaT"), dtype="datetime64[ns]")
+    stamps = np.atleast_1d(np.asarray(time))
+    if stamps.shape != (days,):
+        raise DownpourError(f"verification: got {stamps.shape} time stamps for {days} days")
+    try:
+        return stamps.astype("datetime64[ns]")
+    except (TypeError, ValueError):
+        pass
+    try:
+        return np.array([np.datetime64(t.isoformat(), "ns") for t in stamps])
+    except (AttributeError, TypeError, ValueError):
+        warnings.warn(
+            f"verification: time stamps of type {type(stamps[0]).__name__} are not dates "
+            "numpy can hold; the days are kept without time stamp (NaT)",
+            stacklevel=3,
+        )
+        return np.full(days, np.datetime64("NaT"), dtype="datetime64[ns]")
+
+
+def _day(stamp: np.datetime64) -> str:
+    return str(np.datetime_as_string(stamp, unit="D"))
 
 
 # ------------------------------------------------------------- building blocks
@@ -204,11 +258,13 @@ def categorical_scores(a: Any, b: Any, c: Any, d: Any) -> dict[str, np.ndarray]:
         }
 
 
-def _counts(pe: np.ndarray, te: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Per-day ``(a, b, c, d)`` from event fields (already and-ed with validity)."""
-    a = (pe & te).sum(_AXES)
-    npe, nte = pe.sum(_AXES), te.sum(_AXES)
-    return np.stack([a, npe - a, nte - a, n - npe - nte + a], axis=-1).astype(np.int64)
+def _events(
+    p: np.ndarray, t: np.ndarray, valid: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Event fields ``value > threshold`` of prediction and truth, and-ed with ``valid``."""
+    cut = threshold_for(threshold, p.dtype)
+    with np.errstate(invalid="ignore"):
+        return valid & (p > cut), valid & (t > cut)
 
 
 def contingency_counts(pred: Any, truth: Any, threshold: float, mask: Any = None) -> np.ndarray:
@@ -228,35 +284,9 @@ def contingency_counts(pred: Any, truth: Any, threshold: float, mask: Any = None
     numpy.ndarray
         Int64 ``(days, 4)``: hits a, false alarms b, misses c, correct negatives d.
     """
-    p, t = _as_days(pred, "prediction"), _as_days(truth, "truth")
+    p, t = _as_pair(pred, truth)
     valid = _valid(p, t, _as_mask(mask))
-    with np.errstate(invalid="ignore"):
-        pe, te = valid & (p > threshold), valid & (t > threshold)
-    return _counts(pe, te, valid.sum(_AXES))
-
-
-def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-day ``Σ a·b`` over ``(y, x)`` of ``(days, y, x)`` arrays, without temporaries."""
-    return np.einsum("dij,dij->d", a, b)
-
-
-def _fss_day_sums(
-    pe: np.ndarray, te: np.ndarray, valid: np.ndarray, scales: tuple[int, ...]
-) -> np.ndarray:
-    fp, fo = pe.astype(np.float64), te.astype(np.float64)  # already 0 where invalid
-    weight = valid.astype(np.float64)
-    rows = []
-    for s in scales:
-        if s > 1:
-            sf = uniform_filter(fp, size=(1, s, s), mode="constant", cval=0.0)
-            so = uniform_filter(fo, size=(1, s, s), mode="constant", cval=0.0)
-            sf *= weight
-            so *= weight
-        else:
-            sf, so = fp, fo
-        diff = sf - so
-        rows.append(np.stack([_dot(diff, diff), _dot(sf, sf), _dot(so, so)], axis=-1))
-    return np.stack(rows, axis=1)
+    return contingency(*_events(p, t, valid, threshold), count_cells(valid))
 
 
 def fss_sums(
@@ -283,11 +313,11 @@ def fss_sums(
     numpy.ndarray
         Float64 ``(days, len(scales), 3)``.
     """
-    p, t = _as_days(pred, "prediction"), _as_days(truth, "truth")
+    p, t = _as_pair(pred, truth)
     valid = _valid(p, t, _as_mask(mask))
-    with np.errstate(invalid="ignore"):
-        pe, te = valid & (p > threshold), valid & (t > threshold)
-    return _fss_day_sums(pe, te, valid, _check_scales(scales))
+    pe, te = _events(p, t, valid, threshold)
+    counts = contingency(pe, te, count_cells(valid))[:, None]
+    return fss_day_sums([pe], [te], valid, _check_scales(scales), counts)[:, 0]
 
 
 def _check_scales(scales: Iterable[int]) -> tuple[int, ...]:
@@ -298,48 +328,6 @@ def _check_scales(scales: Iterable[int]) -> tuple[int, ...]:
 
 
 # -------------------------------------------------------------- per-day stats
-
-
-def _day_stats(
-    p: np.ndarray,
-    t: np.ndarray,
-    valid: np.ndarray,
-    thresholds: tuple[float, ...],
-    scales: tuple[int, ...],
-    tail: float,
-) -> dict[str, np.ndarray]:
-    """Sufficient statistics of each day of a batch ``(days, y, x)``."""
-    pz, tz = np.where(valid, p, 0.0), np.where(valid, t, 0.0)
-    n = valid.sum(_AXES)
-    err = np.abs(pz - tz)
-    tail_cells = valid & (tz > tail)
-    sum_p, sum_t = pz.sum(_AXES), tz.sum(_AXES)
-    nn = np.maximum(n, 1)[:, None, None]
-    dp = np.where(valid, pz - sum_p[:, None, None] / nn, 0.0)
-    dt = np.where(valid, tz - sum_t[:, None, None] / nn, 0.0)
-    has = n > 0
-    out = {
-        "n": n.astype(np.int64),
-        "n_tail": tail_cells.sum(_AXES).astype(np.int64),
-        "sum_abs": err.sum(_AXES),
-        "sum_sq": (err * err).sum(_AXES),
-        "sum_abs_tail": np.where(tail_cells, err, 0.0).sum(_AXES),
-        "sum_p": sum_p,
-        "sum_t": sum_t,
-        "m_pp": (dp * dp).sum(_AXES),
-        "m_tt": (dt * dt).sum(_AXES),
-        "m_pt": (dp * dt).sum(_AXES),
-        "max_pred": np.where(has, np.where(valid, p, -np.inf).max(_AXES), np.nan),
-        "max_truth": np.where(has, np.where(valid, t, -np.inf).max(_AXES), np.nan),
-    }
-    counts, fss = [], []
-    for thr in thresholds:
-        pe, te = valid & (pz > thr), valid & (tz > thr)
-        counts.append(_counts(pe, te, n))
-        fss.append(_fss_day_sums(pe, te, valid, scales))
-    out["counts"] = np.stack(counts, axis=1)  # (days, T, 4)
-    out["fss"] = np.stack(fss, axis=1)  # (days, T, S, 3)
-    return out
 
 
 def _correlation(pd: Mapping[str, np.ndarray], w: np.ndarray) -> np.ndarray:
@@ -382,6 +370,10 @@ def _same(x: float, y: float) -> bool:
 
 class VerificationAccumulator:
     """Streaming verification: ``update`` batches of days, ``merge``, ``compute``.
+
+    ``save`` and ``load`` keep the whole state in an ``.npz`` file
+    (:mod:`downpour.metrics.verification_state`), so that pieces of a long
+    period verified in separate jobs can be merged.
 
     Parameters
     ----------
@@ -426,20 +418,26 @@ class VerificationAccumulator:
         self.tail_threshold = float(tail_threshold)
         self.mask = _as_mask(mask)
         nt, ns = len(self.thresholds), len(self.scales)
-        self._per_day: dict[str, np.ndarray] = {
-            k: np.zeros(0, dtype=np.int64 if k in ("n", "n_tail") else np.float64)
-            for k in _DAY_KEYS
+        empty = {
+            k: np.zeros(0, dtype=np.int64 if k in ("n", "n_tail") else np.float64) for k in DAY_KEYS
         }
-        self._per_day["counts"] = np.zeros((0, nt, 4), dtype=np.int64)
-        self._per_day["fss"] = np.zeros((0, nt, ns, 3))
+        empty["counts"] = np.zeros((0, nt, 4), dtype=np.int64)
+        empty["fss"] = np.zeros((0, nt, ns, 3))
+        self._parts: list[dict[str, np.ndarray]] = [empty]  # concatenated on demand
         self._times: list[np.ndarray] = []
         self.hist_pred = QuantileHistogram()
         self.hist_truth = QuantileHistogram()
 
     @property
+    def _per_day(self) -> dict[str, np.ndarray]:
+        if len(self._parts) > 1:
+            self._parts = [{k: np.concatenate([p[k] for p in self._parts]) for k in self._parts[0]}]
+        return self._parts[0]
+
+    @property
     def n_days(self) -> int:
         """Number of days accumulated."""
-        return int(self._per_day["n"].shape[0])
+        return sum(int(p["n"].shape[0]) for p in self._parts)
 
     @property
     def per_day(self) -> dict[str, np.ndarray]:
@@ -459,31 +457,42 @@ class VerificationAccumulator:
         Parameters
         ----------
         pred, truth
-            Fields ``(days, y, x)`` (or one ``(y, x)`` day): numpy, torch or xarray.
+            Fields ``(days, y, x)`` (or one ``(y, x)`` day): numpy, torch or
+            xarray; float32 is not copied to float64. The days are processed in
+            blocks of about :data:`~downpour.metrics.day_stats.BLOCK_CELLS` cells.
         time
-            Optional time stamps ``(days,)``, kept with the per-day statistics.
+            Optional time stamps ``(days,)`` (datetime64), kept with the
+            per-day statistics; :meth:`merge` orders and checks days by them.
         """
-        p, t = _as_days(pred, "prediction"), _as_days(truth, "truth")
-        valid = _valid(p, t, self.mask)
-        if time is None:
-            stamps = np.full(p.shape[0], np.datetime64("NaT"), dtype="datetime64[ns]")
-        else:
-            stamps = np.atleast_1d(np.asarray(time))
-            if stamps.shape != (p.shape[0],):
-                raise DownpourError(
-                    f"verification: got {stamps.shape} time stamps for {p.shape[0]} days"
-                )
-        stats = _day_stats(
-            p, t, valid, tuple(self.thresholds.values()), self.scales, self.tail_threshold
-        )
-        for k, v in stats.items():
-            self._per_day[k] = np.concatenate([self._per_day[k], v])
+        p, t = _as_pair(pred, truth)
+        _check_shapes(p, t, self.mask)
+        stamps = _as_times(time, p.shape[0])
+        thresholds = tuple(self.thresholds.values())
+        step = max(1, BLOCK_CELLS // max(1, p.shape[1] * p.shape[2]))
+        for i in range(0, p.shape[0], step):  # blocks of days that fit the cache
+            stats, pn, tn = day_stats(
+                np.ascontiguousarray(p[i : i + step]), np.ascontiguousarray(t[i : i + step]),
+                self.mask, thresholds, self.scales, self.tail_threshold,
+            )  # fmt: skip
+            self._parts.append(stats)
+            self.hist_pred.update(pn)
+            self.hist_truth.update(tn)
         self._times.append(stamps)
-        self.hist_pred.update(p[valid])
-        self.hist_truth.update(t[valid])
 
     def merge(self, other: VerificationAccumulator) -> VerificationAccumulator:
-        """Return an accumulator holding the days of ``self`` then ``other``."""
+        """Return an accumulator holding the days of both.
+
+        When every day of both has a time stamp, the days are ordered by time,
+        so merging pieces in any order gives the accumulator of one pass over
+        the whole period (bootstrap intervals included); otherwise the days of
+        ``self`` come first.
+
+        Raises
+        ------
+        DownpourError
+            For different thresholds, scales, tail threshold or mask, or when a
+            time stamp is in both (the same day verified twice).
+        """
         if (
             other.thresholds != self.thresholds
             or other.scales != self.scales
@@ -496,14 +505,68 @@ class VerificationAccumulator:
                 f"tail threshold or mask ({self.thresholds}, {self.scales} vs "
                 f"{other.thresholds}, {other.scales})"
             )
+        ta, tb = self.times, other.times
+        both = np.intersect1d(ta[~np.isnat(ta)], tb[~np.isnat(tb)])
+        if both.size:
+            raise DownpourError(
+                f"verification: cannot merge: {both.size} day(s) are in both accumulators, "
+                f"the first {_day(both[0])}; verify non-overlapping periods"
+            )
         out = VerificationAccumulator(
             self.thresholds, scales=self.scales, tail_threshold=self.tail_threshold, mask=self.mask
         )
-        out._per_day = {k: np.concatenate([v, other._per_day[k]]) for k, v in self._per_day.items()}
-        out._times = self._times + other._times
-        out.hist_pred = self.hist_pred.merge(other.hist_pred)
-        out.hist_truth = self.hist_truth.merge(other.hist_truth)
+        per_day = {k: np.concatenate([v, other._per_day[k]]) for k, v in self._per_day.items()}
+        times = np.concatenate([ta, tb])
+        if times.size and not np.isnat(times).any():
+            order = np.argsort(times, kind="stable")
+            per_day = {k: v[order] for k, v in per_day.items()}
+            times = times[order]
+        out._restore(
+            per_day,
+            times,
+            self.hist_pred.merge(other.hist_pred),
+            self.hist_truth.merge(other.hist_truth),
+        )
         return out
+
+    def _restore(
+        self,
+        per_day: dict[str, np.ndarray],
+        times: np.ndarray,
+        hist_pred: QuantileHistogram,
+        hist_truth: QuantileHistogram,
+    ) -> None:
+        """Replace the accumulated days (used by :meth:`merge` and :meth:`load`)."""
+        self._parts, self._times = [per_day], [times]
+        self.hist_pred, self.hist_truth = hist_pred, hist_truth
+
+    def save(self, path: str | Path) -> Path:
+        """Write the whole state to an ``.npz`` file (atomically); :meth:`load` reads it back.
+
+        See :func:`downpour.metrics.verification_state.save_state`: a round trip is exact.
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``.
+        """
+        from downpour.metrics.verification_state import save_state
+
+        return save_state(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> VerificationAccumulator:
+        """Read an accumulator written by :meth:`save`.
+
+        Raises
+        ------
+        DownpourError
+            When the file is missing, is not such a state, or was written by
+            another layout version.
+        """
+        from downpour.metrics.verification_state import load_state
+
+        return load_state(path)
 
     def _checked(self) -> dict[str, np.ndarray]:
         if self.n_days == 0:

@@ -560,8 +560,9 @@ class CVAE(nn.Module):
         generator: torch.Generator | None = None,
         wet_rule: WetRule = "threshold",
         mask: torch.Tensor | None = None,
+        chunk: int | None = None,
     ) -> torch.Tensor:
-        """Draw ``n`` members per event in eval mode, in one decoder call.
+        """Draw ``n`` members per event in eval mode, decoding ``chunk`` fields at a time.
 
         Parameters
         ----------
@@ -589,6 +590,11 @@ class CVAE(nn.Module):
         mask
             ``(H, W)`` bool, the cells over which ``"calibrated"`` counts
             (default: all).
+        chunk
+            Largest number of fields ``B·n`` decoded in one call (bounds the
+            decoder's activations, e.g. for K = 100 members); ``None``: all at
+            once. Every ε is drawn before decoding, so the result does not
+            depend on ``chunk``.
 
         Returns
         -------
@@ -607,11 +613,16 @@ class CVAE(nn.Module):
             mu, logvar = mu.repeat_interleave(n, 0), logvar.repeat_interleave(n, 0)
             eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
             z = mu + temperature * torch.exp(0.5 * logvar) * eps
-            y_hat, p_wet, intensity = self.decoder(
-                z,
-                h_x.repeat_interleave(n, 0),
-                [f.repeat_interleave(n, 0) for f in skips],
-                x.repeat_interleave(n, 0),
+            if chunk is not None and chunk < 1:
+                raise ValueError(f"chunk must be ≥ 1, got {chunk}")
+            step = z.shape[0] if chunk is None else chunk
+            parts = []
+            for start in range(0, z.shape[0], step):  # chunks of fields, not single samples
+                rows = torch.arange(start, min(start + step, z.shape[0]), device=z.device) // n
+                parts.append(self.decoder(z[start : start + step], h_x[rows],
+                                          [f[rows] for f in skips], x[rows]))  # fmt: skip
+            y_hat, p_wet, intensity = (
+                None if parts[0][i] is None else torch.cat([p[i] for p in parts]) for i in range(3)
             )
             if p_wet is not None and intensity is not None and wet_rule != "threshold":
                 wet = wet_cells(p_wet, wet_rule, mask=mask, generator=generator)

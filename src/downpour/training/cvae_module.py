@@ -17,12 +17,14 @@ from typing import Any
 import lightning as L
 import torch
 
-from downpour.config import Config
+from downpour.config import Config, TrainConfig
 from downpour.errors import DownpourError
 from downpour.losses import cvae_loss
 from downpour.models.cvae import CVAE
+from downpour.training.fast import FastPathsMixin
 from downpour.training.optim import configure_optimizers
 from downpour.training.schedules import kl_weight
+from downpour.training.trainer import batch_seed
 
 __all__ = ["CVAEModule", "masked_mae"]
 
@@ -48,7 +50,7 @@ def masked_mae(
     return torch.where(mask, err, 0.0).sum(), mask.sum()
 
 
-class CVAEModule(L.LightningModule):
+class CVAEModule(FastPathsMixin, L.LightningModule):
     """Train a :class:`CVAE` from a :class:`Config` and the store facts.
 
     Parameters
@@ -130,8 +132,12 @@ class CVAEModule(L.LightningModule):
         (e.g. a DataLoader iterator drawing its base seed).
         """
         torch.manual_seed(
-            (self.cfg.train.seed * 1_000_003 + self.current_epoch) * 100_003 + batch_idx
+            batch_seed(self.cfg.train.seed, self.current_epoch, batch_idx, self.global_rank)
         )
+
+    def fast_config(self) -> TrainConfig:
+        """Return the training settings holding the fast-path switches."""
+        return self.cfg.train
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One optimisation step; stops with a clear message on a NaN/inf loss."""

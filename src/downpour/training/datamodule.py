@@ -9,6 +9,7 @@ Validation uses every validation day once, in order, without augmentation.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,17 @@ def read_store_info(store: str | Path) -> StoreInfo:
 
 
 class _EpochBatchSampler(StratifiedBatchSampler):
-    """Stratified sampler that also tells the dataset the epoch (for seeded augmentation)."""
+    """Stratified sampler whose batches carry the epoch: lists of ``(epoch, index)``.
+
+    The dataset seeds each item's augmentation with that epoch, which also
+    reaches DataLoader workers kept alive across epochs (persistent workers
+    hold copies of the dataset made at their start).
+    """
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:  # type: ignore[override]
+        """Yield this rank's batches of the current epoch as ``(epoch, index)`` pairs."""
+        for batch in super().__iter__():
+            yield [(self.epoch, i) for i in batch]
 
     def __init__(self, dataset: PrecipDataset, **kwargs: Any) -> None:
         super().__init__(dataset.is_heavy, **kwargs)
@@ -120,8 +131,10 @@ class PrecipDataModule(L.LightningDataModule):
         workers = self.cfg.num_workers
         return {
             "num_workers": workers,
-            "persistent_workers": False,
-            "pin_memory": torch.cuda.is_available(),
+            "persistent_workers": self.cfg.persistent_workers and workers > 0,
+            "pin_memory": self.cfg.pin_memory
+            if self.cfg.pin_memory is not None
+            else torch.cuda.is_available(),
             "multiprocessing_context": "fork" if workers and _fork_ok() else None,
         }
 

@@ -25,7 +25,7 @@ from downpour.config import Config, save_config
 from downpour.errors import DownpourError
 from downpour.training.cvae_module import CVAEModule
 from downpour.training.datamodule import PrecipDataModule
-from downpour.training.trainer import build_trainer, checkpoint_paths
+from downpour.training.trainer import build_trainer, checkpoint_paths, per_rank_batches
 from downpour.utils import atomic_write_text
 
 __all__ = ["EpochTimer", "TrainResult", "collect_result", "ensure_store", "train_cvae"]
@@ -142,7 +142,7 @@ def train_cvae(
     dm = PrecipDataModule(store, cfg.train, in_memory=in_memory)
     dm.setup("fit")
     assert dm.train_set is not None
-    batches = math.ceil(len(dm.train_set) / dm.batch_size)
+    batches = per_rank_batches(math.ceil(len(dm.train_set) / dm.batch_size), cfg.train)
     if cfg.train.max_batches_per_epoch:
         batches = min(batches, cfg.train.max_batches_per_epoch)
     steps_per_epoch = math.ceil(batches / cfg.train.accumulate)

@@ -43,7 +43,7 @@ from downpour.models.srdrn import SRDRN
 from downpour.training.datamodule import PrecipDataModule
 from downpour.training.fit import EpochTimer, TrainResult, collect_result, ensure_store
 from downpour.training.srdrn_module import SRDRNModule, srdrn_train_config
-from downpour.training.trainer import build_trainer, read_checkpoint
+from downpour.training.trainer import build_trainer, per_rank_batches, read_checkpoint
 from downpour.utils import atomic_write_text
 
 __all__ = [
@@ -214,7 +214,9 @@ def train_srdrn(
     else:
         store_path = resolve_store_path(store)
     days = _store_days(store_path)
-    n_batches = cfg.srdrn.batches_per_epoch or math.ceil(days["train_days"] / cfg.srdrn.batch_size)
+    n_batches = cfg.srdrn.batches_per_epoch or per_rank_batches(
+        math.ceil(days["train_days"] / cfg.srdrn.batch_size), cfg.train
+    )
     steps_per_epoch = math.ceil(n_batches / cfg.train.accumulate)
     epochs = math.ceil(max_steps / steps_per_epoch) if max_steps else None
     train_cfg = srdrn_train_config(cfg, epochs=epochs)

@@ -48,7 +48,9 @@ from downpour.data.transforms import MultiplicativeNoise, RandomFlip
 from downpour.errors import DownpourError
 from downpour.losses import nowcast_loss
 from downpour.models.nowcast import NowcastUNet
+from downpour.training.fast import FastPathsMixin
 from downpour.training.optim import configure_optimizers
+from downpour.training.trainer import batch_seed
 
 __all__ = [
     "NowcastDataModule",
@@ -398,7 +400,7 @@ def _rainy_crop(batch: dict[str, torch.Tensor], size: int, dry: float) -> dict[s
     return out
 
 
-class NowcastModule(L.LightningModule):
+class NowcastModule(FastPathsMixin, L.LightningModule):
     """Train a :class:`NowcastUNet` from a :class:`Config`.
 
     Parameters
@@ -469,8 +471,12 @@ class NowcastModule(L.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """Reseed torch per (epoch, batch) so augmentation replays exactly after a resume."""
         torch.manual_seed(
-            (self.train_cfg.seed * 1_000_003 + self.current_epoch) * 100_003 + batch_idx
+            batch_seed(self.train_cfg.seed, self.current_epoch, batch_idx, self.global_rank)
         )
+
+    def fast_config(self) -> TrainConfig:
+        """Return the training settings holding the fast-path switches."""
+        return self.train_cfg
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Unrolled prediction and loss; stops with a clear message on a NaN/inf loss."""

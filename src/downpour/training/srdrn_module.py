@@ -27,7 +27,9 @@ from downpour.errors import DownpourError
 from downpour.losses import weighted_reconstruction
 from downpour.models.srdrn import SRDRN
 from downpour.training.cvae_module import masked_mae
+from downpour.training.fast import FastPathsMixin
 from downpour.training.optim import configure_optimizers
+from downpour.training.trainer import batch_seed
 
 __all__ = ["SRDRN_MONITORS", "SRDRNModule", "srdrn_train_config", "store_threshold"]
 
@@ -83,7 +85,7 @@ def store_threshold(thresholds: dict[str, float], name: str) -> float:
     return found[name.upper()]
 
 
-class SRDRNModule(L.LightningModule):
+class SRDRNModule(FastPathsMixin, L.LightningModule):
     """Train an :class:`SRDRN` from a :class:`Config` and the store facts.
 
     Parameters
@@ -161,8 +163,12 @@ class SRDRNModule(L.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """Reseed torch per (epoch, batch), so any random draw replays exactly after a resume."""
         torch.manual_seed(
-            (self.train_cfg.seed * 1_000_003 + self.current_epoch) * 100_003 + batch_idx
+            batch_seed(self.train_cfg.seed, self.current_epoch, batch_idx, self.global_rank)
         )
+
+    def fast_config(self) -> TrainConfig:
+        """Return the training settings holding the fast-path switches."""
+        return self.train_cfg
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One optimisation step; stops with a clear message on a NaN/inf loss."""

@@ -14,6 +14,7 @@ next version, so no log is overwritten. Early stopping watches
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,15 @@ from downpour.errors import DownpourError
 
 __all__ = [
     "LastCheckpoint",
+    "batch_seed",
     "build_trainer",
+    "per_rank_batches",
+    "warn_slow_bf16",
     "checkpoint_dir",
     "checkpoint_paths",
+    "processes_per_node",
     "read_checkpoint",
+    "resolve_strategy",
 ]
 
 
@@ -130,6 +136,90 @@ def checkpoint_paths(trainer: L.Trainer) -> tuple[str | None, str | None]:
     return best, last
 
 
+def processes_per_node(cfg: TrainConfig) -> int:
+    """Training processes per node that ``train.devices`` asks for (1 when unsure).
+
+    ``devices`` is a count (``2``), ``"auto"`` / ``-1`` (every visible GPU
+    with a GPU accelerator, else 1) or a list of device indices (``"0,1"``).
+    """
+    d = cfg.devices
+    text = str(d).strip()
+    if text in ("auto", "-1"):
+        gpu = cfg.accelerator in ("gpu", "cuda") or (
+            cfg.accelerator == "auto" and torch.cuda.is_available()
+        )
+        return max(1, torch.cuda.device_count()) if gpu else 1
+    if "," in text or text.startswith("["):
+        return len([p for p in text.strip("[]").split(",") if p.strip()])
+    try:
+        return max(1, int(text))
+    except ValueError:
+        return 1
+
+
+def resolve_strategy(cfg: TrainConfig) -> str:
+    """Return the Lightning strategy of ``train.strategy``.
+
+    ``"auto"`` is Lightning's choice on one device, and
+    ``"ddp_find_unused_parameters_true"`` when ``devices × num_nodes > 1``:
+    the cVAE's conditional prior enters the loss only through the KL term,
+    which is skipped while the KL weight is 0 (warm-up, cyclical schedules),
+    and plain ``"ddp"`` stops at such a step with "parameters that were not
+    used in producing the loss". Parameters unused on every rank keep no
+    gradient, as on one device, so the optimiser skips them the same way.
+    Any other value is passed through (e.g. ``"ddp"`` for models that use
+    every parameter in every step, ``"ddp_spawn"``).
+    """
+    if cfg.strategy != "auto":
+        return cfg.strategy
+    if cfg.num_nodes * processes_per_node(cfg) > 1:
+        return "ddp_find_unused_parameters_true"
+    return "auto"
+
+
+def batch_seed(seed: int, epoch: int, batch_idx: int, rank: int = 0) -> int:
+    """Torch seed of one training batch: a function of (seed, epoch, batch, rank).
+
+    Reseeding per batch makes dropout and noise replay exactly after a
+    resume; the rank term gives every DDP process its own draws (rank 0
+    keeps the single-device seeds, so one-device runs are unchanged).
+    """
+    return ((seed * 1_000_003 + epoch) * 100_003 + batch_idx + rank * 7_919) % 2**63
+
+
+def per_rank_batches(total_batches: int, cfg: TrainConfig) -> int:
+    """Batches each training process takes per epoch when ``total_batches`` are dealt out.
+
+    The stratified sampler deals whole batches round-robin and drops the
+    remainder, so every rank runs the same number of steps (DDP needs it).
+    """
+    world = max(1, cfg.num_nodes * processes_per_node(cfg))
+    return max(1, total_batches // world)
+
+
+def warn_slow_bf16(cfg: TrainConfig) -> bool:
+    """Warn when ``bf16-mixed`` will run on a CPU without native bf16 kernels; return whether.
+
+    Without AVX512-BF16 or AMX, PyTorch computes bf16 convolutions with
+    its slow reference kernels: on the 2-core AVX2 machine of
+    ``benchmarks/RESULTS.md`` a cVAE training step is 12× slower than fp32.
+    """
+    on_cpu = cfg.accelerator == "cpu" or (
+        cfg.accelerator == "auto" and not torch.cuda.is_available()
+    )
+    if cfg.precision != "bf16-mixed" or not on_cpu:
+        return False
+    if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return False
+    warnings.warn(
+        f"train.precision=bf16-mixed on a CPU without native bf16 kernels "
+        f"({torch.backends.cpu.get_cpu_capability()}): convolutions fall back to slow reference "
+        "code (about 12× slower than fp32 here); use train.precision=32 on this machine",
+        stacklevel=3,
+    )
+    return True
+
+
 def build_trainer(
     cfg: TrainConfig,
     run_dir: str | Path,
@@ -161,6 +251,7 @@ def build_trainer(
         Passed to :class:`lightning.Trainer` last (e.g. ``limit_train_batches``).
     """
     run_dir = Path(run_dir)
+    warn_slow_bf16(cfg)
     ckpt_dir = checkpoint_dir(run_dir, kind)
     periodic = ModelCheckpoint(
         dirpath=ckpt_dir,
@@ -209,6 +300,7 @@ def build_trainer(
         "accelerator": cfg.accelerator,
         "devices": cfg.devices,
         "num_nodes": cfg.num_nodes,
+        "strategy": resolve_strategy(cfg),
         "precision": cfg.precision,
         "gradient_clip_val": cfg.grad_clip or None,
         "accumulate_grad_batches": cfg.accumulate,

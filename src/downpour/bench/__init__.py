@@ -1,0 +1,26 @@
+"""``downpour bench``: throughput and memory figures, never pass/fail (DESIGN.md §10).
+
+Parts (each a module of this package):
+
+- ``machine``: matmul ceiling (GFLOP/s, fp32 and bf16) and memory-copy
+  bandwidth, measured in the same run as the figures they bound;
+- ``training``: training-step samples/s and achieved GFLOP/s of the cVAE
+  (v3, and v1 at the design notes' base width 64) and the published SRDRN
+  at 156×132, batch 16, for each fast path;
+- ``sampling``: fields/s with K = 100 members per event;
+- ``loader``: zarr loader samples/s with 0, 1, 2 workers, chunking and
+  persistent workers;
+- ``verification``: GB/s of the verification metrics on (3650, 156, 132)
+  against the memory-copy bandwidth, beside pysteps and ``scores``.
+
+:func:`run_bench` writes ``OUT/results_<device>.json``;
+:func:`write_results_md` regenerates ``OUT/RESULTS.md`` from every results
+file present (a CPU run and a GPU run sit side by side).
+"""
+
+from __future__ import annotations
+
+from downpour.bench.report import write_results_md
+from downpour.bench.runner import PARTS, run_bench
+
+__all__ = ["PARTS", "run_bench", "write_results_md"]

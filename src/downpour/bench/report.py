@@ -1,0 +1,233 @@
+"""``RESULTS.md`` from the ``results_*.json`` files of ``downpour bench``.
+
+Every figure comes from the JSON; the targets are those of the performance
+issue: at least 3× the design notes' cVAE training samples/s at equal width
+(3.3 samples/s at base 64, 1.9 at base 96; fp32, batch 16, 156×132, 2-core
+CPU), a training step at half the measured matmul ceiling or more, and
+verification 2× faster than pysteps and ``scores`` at 30 % or more of the
+memory-copy bandwidth.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from downpour.utils import atomic_write_text
+
+__all__ = ["DESIGN_NOTES_SAMPLES_PER_S", "results_markdown", "write_results_md"]
+
+#: The design notes' cVAE training throughput (fp32, batch 16, 156×132, 2-core CPU) by base width.
+DESIGN_NOTES_SAMPLES_PER_S: dict[int, float] = {64: 3.3, 96: 1.9}
+
+
+def _f(x: Any, digits: int = 1) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:,.{digits}f}"
+    return str(x)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out + [""]
+
+
+def _machine(res: dict[str, Any]) -> list[str]:
+    f, m = res["facts"], res.get("machine", {})
+    rows = [
+        ["CPU", f"{f['cpu']} ({f['cores']} cores, torch uses {f['torch_threads']} threads)"],
+        ["GPU", f["gpu"] or "none"],
+        ["torch / numpy / python", f"{f['torch']} / {f['numpy']} / {f['python']}"],
+    ]
+    if m:
+        rows += [
+            ["matmul ceiling fp32", f"{_f(m['matmul_fp32_gflops'])} GFLOP/s"],
+            ["matmul bf16", f"{_f(m['matmul_bf16_gflops'])} GFLOP/s"
+                            + ("" if m["bf16_native"] else " (no native bf16 kernels here)")],
+            ["memory copy", f"{_f(m['memcpy_gbps'], 2)} GB/s (bytes read)"],
+        ]  # fmt: skip
+    return _table(["", ""], rows)
+
+
+def _training(res: dict[str, Any]) -> list[str]:
+    ceiling = res.get("machine", {}).get("matmul_fp32_gflops")
+    rows = []
+    for t in res.get("training", []):
+        base = None
+        for v in t["variants"]:
+            if "error" in v:
+                rows.append([t["kind"], t["preset"], v["name"], "failed: " + v["error"]] + [""] * 5)
+                continue
+            base = base or v["samples_per_s"]
+            frac = v["gflops"] / ceiling if ceiling else None
+            rows.append(
+                [
+                    t["kind"],
+                    f"{t['preset']} ({t['parameters'] / 1e6:.1f} M, "
+                    f"{t['gflop_per_sample']:.1f} GFLOP/sample)",
+                    v["name"],
+                    _f(v["samples_per_s"], 2),
+                    f"{v['samples_per_s'] / base:.2f}×",
+                    _f(v["gflops"]),
+                    "–" if frac is None else f"{100 * frac:.0f} %",
+                    _f(v["first_step_s"]),
+                    _f(v["peak_mb"], 0),
+                ]
+            )
+    shapes = {(t["batch_size"], *t["shape"]) for t in res.get("training", [])}
+    lines = [
+        "Batch " + ", ".join(f"{b} on {h}×{w}" for b, h, w in sorted(shapes))
+        + "; GFLOP/s = the step's FLOPs (torch's FlopCounterMode) / step time.\n"
+    ]  # fmt: skip
+    lines += _table(
+        ["model", "preset", "fast path", "samples/s", "vs fp32", "GFLOP/s", "of matmul ceiling",
+         "first step s", "peak MB"],
+        rows,
+    )  # fmt: skip
+    return lines + _training_targets(res)
+
+
+def _training_targets(res: dict[str, Any]) -> list[str]:
+    from downpour.config import load_config
+
+    lines = []
+    ceiling = res.get("machine", {}).get("matmul_fp32_gflops")
+    for t in res.get("training", []):
+        if t["kind"] != "cvae" or res.get("quick"):
+            continue
+        width = load_config(t["preset"]).model.base_filters
+        theirs = DESIGN_NOTES_SAMPLES_PER_S.get(width)
+        ok = [v for v in t["variants"] if "error" not in v]
+        if theirs is None or not ok:
+            continue
+        fp32 = [v for v in ok if v["precision"] == "32"]
+        best = max(fp32 or ok, key=lambda v: v["samples_per_s"])
+        lines.append(
+            f"- {t['preset']} (base {width}): best fp32 {best['samples_per_s']:.2f} samples/s "
+            f"({best['name']}) = {best['samples_per_s'] / theirs:.2f}× the design notes' "
+            f"{theirs} samples/s (target 3×)"
+            + (f"; {100 * best['gflops'] / ceiling:.0f} % of the matmul ceiling (target 50 %)"
+               if ceiling else "")
+        )  # fmt: skip
+    return lines + [""] if lines else []
+
+
+def _sampling(res: dict[str, Any]) -> list[str]:
+    s = res.get("sampling")
+    if not s:
+        return []
+    rows = [
+        ["channels_last" if v["channels_last"] else "fp32", _f(v["samples_per_s"], 2),
+         _f(v["seconds"]), _f(v["peak_mb"], 0)]
+        for v in s["variants"]
+    ]  # fmt: skip
+    head = (
+        f"{s['preset']}, {s['events']} event(s) × {s['members']} members, {s['mode']} mode, "
+        f"decoded {s['chunk']} fields at a time:\n"
+    )
+    return [head] + _table(["memory format", "fields/s", "seconds", "peak MB"], rows)
+
+
+def _loader(res: dict[str, Any]) -> list[str]:
+    ld = res.get("loader")
+    if not ld:
+        return []
+    consume = [
+        v["samples_per_s"]
+        for t in res.get("training", [])
+        for v in t["variants"]
+        if t["kind"] == "cvae" and "samples_per_s" in v
+    ]
+    rows = [[f"{w} worker(s), one day per chunk", _f(r, 0)] for w, r in ld["workers"].items()]
+    rows += [[f"{w} worker(s), 365 days per chunk", _f(r, 0)] for w, r in ld["year_chunks"].items()]
+    lines = _table(["loader (flips + noise, batch 16)", "samples/s"], rows)
+    p = ld["persistent"]
+    lines.append(
+        f"Persistent workers (2 workers, {p['epochs']} epochs of {p['batches_per_epoch']} "
+        f"batches): {p['off_s']:.2f} s restarted each epoch, {p['on_s']:.2f} s persistent."
+    )
+    if ld.get("pinned"):
+        lines.append(
+            f"Pinned memory (host → GPU): {ld['pinned']['off']:.0f} samples/s unpinned, "
+            f"{ld['pinned']['on']:.0f} pinned."
+        )
+    else:
+        lines.append("Pinned memory: not measured (no GPU; pinning only speeds host → GPU copies).")
+    if consume:
+        lines.append(
+            f"Training consumes at most {max(consume):.1f} samples/s (cVAE rows above): one "
+            f"loader process supplies {ld['workers']['0'] / max(consume):.0f}× that."
+        )
+    return lines + [""]
+
+
+def _verification(res: dict[str, Any]) -> list[str]:
+    v = res.get("verification")
+    if not v:
+        return []
+    ours = v["ours"]
+    lines = [
+        f"Arrays of {v.get('days')} days × {v.get('shape', ['?'])[1:]} (float32); "
+        f"memory copy {v['memcpy_gbps']:.2f} GB/s in the same run.\n"
+    ]
+    share = f"{100 * ours['fraction_of_memcpy']:.1f} %"
+    rows = [["downpour", _f(ours["seconds"], 2), _f(ours["gbps"], 3), share, "1×", "",
+             _f(ours.get("peak_mb"), 0)]]  # fmt: skip
+    for lib in ("pysteps", "scores"):
+        o = v.get(lib)
+        if not o or "seconds" not in o:
+            rows.append([lib, "not installed" if not o else str(o.get("error", "–"))] + [""] * 5)
+            continue
+        diffs = ", ".join(f"{k} {d:.1e}" for k, d in o.get("max_abs_diff", {}).items())
+        rows.append(
+            [lib + (" (extrapolated)" if o.get("extrapolated") else ""), _f(o["seconds"], 2),
+             _f(o["gbps"], 3), "", f"{o['speedup']:.1f}× slower", diffs, _f(o.get("peak_mb"), 0)]
+        )  # fmt: skip
+    return lines + _table(
+        ["implementation", "seconds", "GB/s", "of memcpy", "vs downpour", "max |Δ| vs downpour",
+         "peak MB"], rows)  # fmt: skip
+
+
+def results_markdown(results: list[dict[str, Any]]) -> str:
+    """Return the Markdown of ``RESULTS.md`` for one or more results dicts (one per device)."""
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `downpour bench` (regenerate it with the same command; the figures "
+        "are measurements on a shared machine, not pass/fail limits). Definitions: "
+        "`src/downpour/bench/`.",
+        "",
+    ]
+    for res in results:
+        title = res["facts"]["gpu"] or res["facts"]["cpu"]
+        total = sum(res["seconds"].values())
+        lines += [
+            f"## {res['device']}: {title}"
+            + (" (quick run: figures meaningless)" if res["quick"] else ""),
+            "",
+            f"Run {res['date']}, {total / 60:.1f} min in all "
+            f"({', '.join(f'{k} {v:.0f} s' for k, v in res['seconds'].items())}).",
+            "",
+            "### Machine",
+            "",
+            *_machine(res),
+        ]  # fmt: skip
+        for name, part in (("Training step (forward, every loss term, backward, Adam)", _training),
+                           ("Sampling", _sampling), ("Data loader", _loader),
+                           ("Verification", _verification)):  # fmt: skip
+            body = part(res)
+            if body:
+                lines += [f"### {name}", "", *body]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_results_md(out_dir: str | Path) -> Path:
+    """Regenerate ``out_dir/RESULTS.md`` from every ``results_*.json`` there (quick runs last)."""
+    out_dir = Path(out_dir)
+    files = sorted(out_dir.glob("results_*.json"), key=lambda p: ("quick" in p.name, p.name))
+    results = [json.loads(p.read_text()) for p in files]
+    return atomic_write_text(out_dir / "RESULTS.md", results_markdown(results))

@@ -1,0 +1,185 @@
+"""Verification in pieces of time: save/load, merge, ``verify --period`` and ``verify-merge``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from downpour.cli import cli
+from downpour.config import load_config
+from downpour.data.prepare import prepare
+from downpour.errors import DownpourError
+from downpour.metrics.verification import VerificationAccumulator
+
+THR = {"P95": 6.0, "10mm": 10.0}
+SCALES = (1, 3, 4)
+
+
+def fields(days: int = 30, shape: tuple[int, int] = (14, 11), seed: int = 0):
+    rng = np.random.default_rng(seed)
+    size = (days, *shape)
+    truth = np.where(rng.random(size) < 0.5, rng.gamma(0.8, 6.0, size), 0.0).astype(np.float32)
+    pred = np.maximum(truth + rng.normal(0.0, 3.0, size), 0.0).astype(np.float32)
+    pred[min(4, days - 1), 2, 3] = np.nan
+    mask = rng.random(shape) > 0.3
+    times = np.arange("2001-01-01", days, dtype="datetime64[D]").astype("datetime64[ns]")
+    return pred, truth, mask, times
+
+
+def accumulate(pred, truth, mask, times, days: slice, batch: int = 7) -> VerificationAccumulator:
+    acc = VerificationAccumulator(THR, scales=SCALES, mask=mask)
+    idx = np.arange(len(times))[days]
+    for i in range(0, idx.size, batch):
+        sel = idx[i : i + batch]
+        acc.update(pred[sel], truth[sel], time=times[sel])
+    return acc
+
+
+def assert_same_result(got: dict, ref: dict, rel: float = 1e-12) -> None:
+    """Counts exactly, every other number to ``rel`` (relative), NaN where the other is NaN."""
+    if isinstance(ref, dict):
+        assert set(got) == set(ref)
+        for k in ref:
+            assert_same_result(got[k], ref[k], rel)
+    elif isinstance(ref, list):
+        assert len(got) == len(ref)
+        for a, b in zip(got, ref, strict=True):
+            assert_same_result(a, b, rel)
+    elif isinstance(ref, bool | int | str) or ref is None:
+        assert got == ref
+    else:
+        assert got == pytest.approx(ref, rel=rel, abs=rel * 1e-3, nan_ok=True)
+
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    pred, truth, mask, times = fields()
+    acc = accumulate(pred, truth, mask, times, slice(None))
+    path = acc.save(tmp_path / "sub" / "acc.npz")
+    back = VerificationAccumulator.load(path)
+    assert back.thresholds == acc.thresholds and back.scales == acc.scales
+    assert back.tail_threshold == acc.tail_threshold
+    assert np.array_equal(back.mask, mask) and np.array_equal(back.times, times)
+    for k, v in acc.per_day.items():
+        assert np.array_equal(back.per_day[k], v, equal_nan=True), k
+        assert back.per_day[k].dtype == v.dtype
+    for h, hb in ((acc.hist_pred, back.hist_pred), (acc.hist_truth, back.hist_truth)):
+        assert np.array_equal(hb.counts, h.counts) and (hb.vmin, hb.vmax) == (h.vmin, h.vmax)
+    assert_same_result(back.compute_with_intervals(50), acc.compute_with_intervals(50), rel=0.0)
+    # no mask, no times, no days
+    empty = VerificationAccumulator({"5mm": 5.0}, tail_threshold=2.0)
+    back = VerificationAccumulator.load(empty.save(tmp_path / "empty.npz"))
+    assert back.mask is None and back.n_days == 0 and back.tail_threshold == 2.0
+
+
+def test_pieces_merged_in_any_order_equal_one_pass():
+    pred, truth, mask, times = fields()
+    one = accumulate(pred, truth, mask, times, slice(None))
+    a = accumulate(pred, truth, mask, times, slice(0, 9), batch=4)
+    b = accumulate(pred, truth, mask, times, slice(9, 10))
+    c = accumulate(pred, truth, mask, times, slice(10, 30), batch=20)
+    ref = one.compute_with_intervals(200, seed=1)
+    for merged in (a.merge(b).merge(c), c.merge(b.merge(a)), b.merge(c).merge(a)):
+        assert np.array_equal(merged.times, times)  # ordered by time
+        assert np.array_equal(merged.per_day["counts"], one.per_day["counts"])
+        assert np.array_equal(merged.hist_pred.counts, one.hist_pred.counts)
+        assert_same_result(merged.compute_with_intervals(200, seed=1), ref)
+
+
+def test_merging_a_day_twice_is_refused_with_its_date():
+    pred, truth, mask, times = fields()
+    a = accumulate(pred, truth, mask, times, slice(0, 10))
+    b = accumulate(pred, truth, mask, times, slice(8, 20))
+    with pytest.raises(DownpourError, match="2 day.* in both accumulators, the first 2001-01-09"):
+        a.merge(b)
+
+
+def test_load_names_the_file_and_the_problem(tmp_path):
+    with pytest.raises(DownpourError, match="missing.npz: no such verification state"):
+        VerificationAccumulator.load(tmp_path / "missing.npz")
+    (tmp_path / "text.npz").write_text("not a zip")
+    with pytest.raises(DownpourError, match="text.npz: not a verification state"):
+        VerificationAccumulator.load(tmp_path / "text.npz")
+    np.savez(tmp_path / "old.npz", version=np.array(0))
+    with pytest.raises(DownpourError, match="old.npz: verification state version 0"):
+        VerificationAccumulator.load(tmp_path / "old.npz")
+
+
+# ------------------------------------------------------------------ command line
+
+SMALL = [
+    "data.embedded.n_years=2",
+    "data.embedded.height=48",
+    "data.embedded.width=36",
+    "data.splits.train={start: 2001-01-01, end: 2001-03-31}",
+    "data.splits.val={start: 2001-04-01, end: 2001-04-30}",
+    "data.splits.test={start: 2002-01-01, end: 2002-01-31}",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A prepared 48×36 embedded run whose test split is January 2002 (31 days)."""
+    path = tmp_path_factory.mktemp("verify_pieces")
+    prepare(load_config("demo", SMALL), path)
+    return path
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_verify_in_two_periods_then_merge_equals_one_pass(run, tmp_path):
+    code, out = invoke("verify", run, "--n-boot", "100", "--no-figures")
+    assert code == 0, out
+    one = json.loads((run / "metrics" / "verify.json").read_text())
+    first, second = tmp_path / "first", tmp_path / "second"
+    code, out = invoke("verify", run, "--period", "2002-01:2002-01-15", "--save-state", first)
+    assert code == 0 and "saved 15 days of 2 models" in out, out
+    code, out = invoke("verify", run, "--period", "2002-01-16:2002-01-31", "--save-state", second)
+    assert code == 0, out
+    manifest = json.loads((first / "manifest.json").read_text())
+    assert manifest["days"] == ["2002-01-01", "2002-01-15"] and manifest["n_days"] == 15
+    assert manifest["models"] == {"bicubic": "bicubic.npz", "bcsd": "bcsd.npz"}
+    merged_json = tmp_path / "verify.json"
+    code, out = invoke("verify-merge", second, first, "--out", merged_json, "--n-boot", "100")
+    assert code == 0 and "merged 2 pieces: 31 days from 2002-01-01 to 2002-01-31" in out, out
+    merged = json.loads(merged_json.read_text())
+    assert merged["period"] == ["2002-01-01", "2002-01-31"]
+    assert merged["parts"] == [str(second), str(first)]
+    for key in ("store", "parts", "period"):
+        merged.pop(key)
+        one.pop(key, None)
+    assert merged["models"]["bcsd"]["n_days"] == 31
+    assert_same_result(merged, one)  # counts exactly, scores and intervals to 1e-12
+
+    code, out = invoke("verify-merge", first, first, "--out", tmp_path / "twice.json")
+    assert code == 2
+    assert "cannot merge 'bicubic'" in out and "15 day(s) are in both" in out
+    assert "the first 2002-01-01" in out
+    code, out = invoke("verify", run, "--period", "2005:2006", "--save-state", tmp_path / "x")
+    assert code == 2
+    assert "period 2005-01-01:2006-12-31 holds none of the 31 real test days" in out
+    assert "they cover 2002-01-01 to 2002-01-31" in out
+
+
+def test_cftime_stamps_order_and_check_days():
+    cftime = pytest.importorskip("cftime")
+    pred, truth, mask, _ = fields(days=4)
+    stamps = [cftime.DatetimeNoLeap(2001, 2, 27 + d) if d < 2 else
+              cftime.DatetimeNoLeap(2001, 3, d - 1) for d in range(4)]  # fmt: skip
+    a = VerificationAccumulator(THR, scales=SCALES, mask=mask)
+    b = VerificationAccumulator(THR, scales=SCALES, mask=mask)
+    a.update(pred[2:], truth[2:], time=stamps[2:])
+    b.update(pred[:2], truth[:2], time=stamps[:2])
+    merged = a.merge(b)
+    assert [str(t)[:10] for t in merged.times] == [
+        "2001-02-27", "2001-02-28", "2001-03-01", "2001-03-02"
+    ]  # fmt: skip
+    with pytest.raises(DownpourError, match="the first 2001-03-01"):
+        merged.merge(a)

@@ -1,0 +1,88 @@
+"""Fast paths: channels_last and torch.compile change speed, not results or checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from downpour.config import load_config
+from downpour.data.prepare import prepare
+from downpour.models.srdrn import SRDRN
+from downpour.training.fast import batch_to_memory_format, prepare_net, to_memory_format
+from downpour.training.fit import train_cvae
+
+SMALL = [
+    "data.embedded.n_years=2", "data.embedded.height=48", "data.embedded.width=36",
+    "data.splits.train={start: 2001-01-01, end: 2001-06-30}",
+    "data.splits.val={start: 2001-07-01, end: 2001-08-31}", "data.splits.test.years=[2002]",
+    "model.base_filters=8", "model.d_z=8", "model.d_x=16", "model.d_y=16", "train.epochs=1",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("fast_small")
+    prepare(load_config("demo", SMALL), run)
+    return run
+
+
+def _srdrn() -> SRDRN:
+    torch.manual_seed(0)
+    return SRDRN(in_channels=2, filters=8, res_blocks=2, scale_factor=6, upsample_filters=8).eval()
+
+
+def test_to_memory_format_only_touches_4d_floats():
+    x = torch.randn(2, 3, 5, 4)
+    cl = to_memory_format(x, True)
+    assert cl.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(
+        memory_format=torch.channels_last
+    )
+    torch.testing.assert_close(cl, x, rtol=0, atol=0)
+    mask = torch.ones(2, 1, 5, 4, dtype=torch.bool)
+    batch = batch_to_memory_format({"x": x, "mask": mask, "time": torch.arange(2)}, True)
+    assert batch["mask"] is mask and batch["time"].ndim == 1
+    assert to_memory_format(x, False) is x
+
+
+def test_channels_last_network_gives_the_same_output():
+    x = torch.randn(3, 2, 8, 8)
+    ref = _srdrn()(x)
+    net = prepare_net(_srdrn(), channels_last=True)
+    conv = net.head[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    out = net(to_memory_format(x, True))
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert list(net.state_dict()) == list(_srdrn().state_dict())
+
+
+def test_compile_keeps_state_dict_names_and_output():
+    x = torch.randn(2, 2, 8, 8)
+    ref = _srdrn()(x)
+    net = prepare_net(_srdrn(), compile=True)
+    assert list(net.state_dict()) == list(_srdrn().state_dict())  # checkpoints interchangeable
+    torch.testing.assert_close(net(x), ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("extra", [["train.channels_last=true"]])
+def test_training_with_channels_last_matches_fp32_nchw(small_run, tmp_path, extra):
+    """One epoch with NHWC tensors ends within float rounding of the NCHW run.
+
+    Without dropout: its mask is drawn in memory order, so NHWC draws
+    other (equally random) masks than NCHW.
+    """
+    import shutil
+
+    runs = {}
+    for name, over in (("nchw", []), ("nhwc", extra)):
+        run = tmp_path / name
+        shutil.copytree(small_run, run)
+        cfg = load_config(
+            "demo", [*SMALL, "train.max_batches_per_epoch=4", "model.dropout=0", *over]
+        )
+        res = train_cvae(cfg, run, echo=lambda *a: None, enable_progress_bar=False)
+        runs[name] = torch.load(res.last_checkpoint, map_location="cpu", weights_only=False)
+    a, b = runs["nchw"]["state_dict"], runs["nhwc"]["state_dict"]
+    assert list(a) == list(b)
+    worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    assert worst < 1e-4  # 4 Adam steps at lr 1e-3: rounding differences only
+    assert b["net.enc_x.levels.0.conv.0.weight"].is_contiguous(memory_format=torch.channels_last)
