@@ -131,3 +131,15 @@ def test_cli_writes_results(tmp_path):
     assert "matmul ceiling fp32" in (out / "RESULTS.md").read_text()
     bad = CliRunner().invoke(cli, ["bench", "--only", "nothing"])
     assert bad.exit_code != 0 and "nothing" in bad.output
+
+
+def test_partial_run_keeps_the_other_parts(tmp_path):
+    path = tmp_path / "results_cpu_quick.json"
+    old = {"date": "x", "quick": True, "device": "cpu", "facts": {}, "seconds": {"loader": 7.0},
+           "loader": {"workers": {"0": 123.0}}}  # fmt: skip
+    path.write_text(json.dumps(old))
+    run_bench(["machine"], quick=True, out_dir=tmp_path, echo=lambda m: None)
+    new = json.loads(path.read_text())
+    assert new["loader"] == {"workers": {"0": 123.0}}
+    assert new["seconds"]["loader"] == 7.0 and list(new["seconds"]) == ["machine", "loader"]
+    assert new["machine"]["matmul_fp32_gflops"] > 0

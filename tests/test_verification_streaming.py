@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +184,183 @@ def test_cftime_stamps_order_and_check_days():
     ]  # fmt: skip
     with pytest.raises(DownpourError, match="the first 2001-03-01"):
         merged.merge(a)
+
+
+# ------------------------------------------------- predicting only a period's days
+
+
+@pytest.fixture(scope="module")
+def srdrn_ckpt(run, tmp_path_factory) -> Path:
+    """An untrained small SRDRN checkpoint of the run's store (as `downpour train srdrn` writes)."""
+    import torch
+
+    from downpour.training.datamodule import read_store_info
+    from downpour.training.srdrn_module import SRDRNModule
+
+    over = ["srdrn.filters=8", "srdrn.res_blocks=2", "srdrn.upsample_filters=8"]
+    torch.manual_seed(0)
+    module = SRDRNModule(load_config("demo", [*SMALL, *over]), read_store_info(run))
+    ckpt = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(ckpt)
+    path = tmp_path_factory.mktemp("srdrn_ckpt") / "best.ckpt"
+    torch.save(ckpt, path)
+    return path
+
+
+def _record_days(monkeypatch, cls: type, method: str) -> list[int]:
+    """Wrap ``cls.method(self, x, ...)`` to record the days (``len(x)``) of every call."""
+    seen: list[int] = []
+    real = getattr(cls, method)
+
+    def wrapped(self, x, *args, **kwargs):
+        seen.append(len(x))
+        return real(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(cls, method, wrapped)
+    return seen
+
+
+@pytest.mark.parametrize("name", ["bicubic", "bcsd"])
+def test_baseline_predicts_only_the_selected_days(run, monkeypatch, name):
+    from downpour.models.baselines import BCSD, Bicubic
+    from downpour.training.fit_srdrn import predict_baseline
+
+    store = run / "data" / "store.zarr"
+    whole = predict_baseline(name, store, split="test")
+    days = whole["time"].values[10:20].astype("datetime64[D]")  # another unit than the store's
+    seen = _record_days(monkeypatch, {"bicubic": Bicubic, "bcsd": BCSD}[name], "predict")
+    part = predict_baseline(name, store, split="test", times=days, batch_size=4)
+    assert seen == [4, 4, 2]  # only the ten days, in batches
+    np.testing.assert_array_equal(part["time"].values, whole["time"].values[10:20])
+    np.testing.assert_array_equal(part.values, whole.values[10:20])  # exactly
+    with pytest.raises(DownpourError, match="1 selected day.* not days of the 'test' split.*"
+                       "the first 2001-01-05"):  # fmt: skip
+        predict_baseline(name, store, times=np.array(["2002-01-03", "2001-01-05"], "M8[D]"))
+
+
+def test_srdrn_predicts_only_the_selected_days(run, srdrn_ckpt, monkeypatch):
+    from downpour.models.srdrn import SRDRN
+    from downpour.training.fit_srdrn import predict_srdrn
+
+    store = run / "data" / "store.zarr"
+    whole = predict_srdrn(srdrn_ckpt, store, split="test", device="cpu")
+    days = whole["time"].values[[3, 4, 5, 6, 7, 20, 30]]
+    seen = _record_days(monkeypatch, SRDRN, "forward")
+    part = predict_srdrn(srdrn_ckpt, store, split="test", times=days, batch_size=3, device="cpu")
+    assert seen == [3, 3, 1]
+    np.testing.assert_array_equal(part["time"].values, days)
+    mask = np.isfinite(whole.values[0])
+    assert mask.any() and not mask.all()
+    np.testing.assert_allclose(part.values, whole.values[[3, 4, 5, 6, 7, 20, 30]],
+                               rtol=1e-5, atol=1e-6, equal_nan=True)  # fmt: skip
+
+
+def test_verify_period_predicts_only_its_days(run, srdrn_ckpt, monkeypatch, tmp_path):
+    from downpour.models.baselines import Bicubic
+    from downpour.models.srdrn import SRDRN
+    from downpour.verify import verify_run
+
+    bicubic_days = _record_days(monkeypatch, Bicubic, "predict")
+    srdrn_days = _record_days(monkeypatch, SRDRN, "forward")
+    manifest = verify_run(run, checkpoints={"srdrn": srdrn_ckpt}, baselines=("bicubic",),
+                          period="2002-01-05:2002-01-14", save_state=tmp_path / "s",
+                          echo=lambda m: None)  # fmt: skip
+    assert manifest["n_days"] == 10 and manifest["days"] == ["2002-01-05", "2002-01-14"]
+    assert sum(bicubic_days) == 10 and sum(srdrn_days) == 10  # not the 31 days of the split
+
+
+# --------------------------------------------- merging pieces of another run or checkpoint
+
+
+def test_merge_refuses_pieces_of_another_checkpoint_run_or_store(run, srdrn_ckpt, tmp_path):
+    import torch
+
+    from downpour.verify import merge_states, verify_run
+
+    ckpt = tmp_path / "run_ckpt" / "best.ckpt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(srdrn_ckpt.read_bytes())
+
+    def piece(period: str, out: Path) -> Path:
+        verify_run(run, checkpoints={"srdrn_real": ckpt}, baselines=("bicubic",), period=period,
+                   save_state=out, echo=lambda m: None)  # fmt: skip
+        return out
+
+    first = piece("2002-01-01:2002-01-15", tmp_path / "first")
+    second = piece("2002-01-16:2002-01-31", tmp_path / "second")
+    manifest = json.loads((first / "manifest.json").read_text())
+    assert manifest["run"] == str(run.resolve())
+    assert manifest["checkpoints"] == {"srdrn_real": str(ckpt.resolve())}
+    assert len(manifest["checkpoint_sha256"]["srdrn_real"]) == 64
+    merged = merge_states([first, second], tmp_path / "ok.json", n_boot=20, echo=lambda m: None)
+    assert merged["models"]["srdrn_real"]["n_days"] == 31
+
+    # retrained between the pieces: same path, other weights
+    state = torch.load(ckpt, weights_only=False)
+    state["state_dict"] = {k: v + 0.01 if v.is_floating_point() else v
+                           for k, v in state["state_dict"].items()}  # fmt: skip
+    torch.save(state, ckpt)
+    retrained = piece("2002-01-16:2002-01-31", tmp_path / "retrained")
+    with pytest.raises(DownpourError) as err:
+        merge_states([first, retrained], tmp_path / "bad.json", echo=lambda m: None)
+    msg = str(err.value)
+    assert str(first) in msg and str(retrained) in msg
+    assert "checkpoint_sha256['srdrn_real']" in msg and "retrained or replaced" in msg
+    assert "verify all pieces against the same run, store and checkpoints" in msg
+    assert not (tmp_path / "bad.json").exists()
+
+    # another run, store or checkpoint path in the manifest
+    for key, value in (("run", "/elsewhere/run"), ("store", "/elsewhere/store.zarr"),
+                       ("checkpoints", {"srdrn_real": "/elsewhere/best.ckpt"})):  # fmt: skip
+        other = tmp_path / f"other_{key}"
+        other.mkdir()
+        for f in second.iterdir():
+            (other / f.name).write_bytes(f.read_bytes())
+        m = json.loads((other / "manifest.json").read_text())
+        m[key] = value
+        (other / "manifest.json").write_text(json.dumps(m))
+        expected = re.escape(f"pieces {first} and {other} differ in {key}")
+        with pytest.raises(DownpourError, match=expected):
+            merge_states([first, other], tmp_path / "bad.json", echo=lambda m: None)
+
+
+# ---------------------------------------------------------- writing a state folder
+
+
+def test_a_failed_save_leaves_the_previous_state_folder_intact(tmp_path, monkeypatch):
+    from downpour.verify import save_states
+
+    pred, truth, mask, times = fields()
+    old = {n: accumulate(pred, truth, mask, times, slice(0, 10)) for n in ("a", "b", "c")}
+    folder = tmp_path / "state"
+    save_states(old, folder, {"split": "test"})
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
+    assert set(before) == {"a.npz", "b.npz", "c.npz", "manifest.json"}
+
+    new = {n: accumulate(pred, truth, mask, times, slice(10, 30)) for n in ("a", "b", "c")}
+    real_save, calls = VerificationAccumulator.save, []
+
+    def failing_save(self, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real_save(self, path)
+
+    monkeypatch.setattr(VerificationAccumulator, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_states(new, folder, {"split": "test"})
+    assert len(calls) == 2
+    assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]  # no temporary folder left
+
+    monkeypatch.setattr(VerificationAccumulator, "save", real_save)
+    manifest = save_states(new, folder, {"split": "test"})
+    assert manifest["n_days"] == 20
+    assert VerificationAccumulator.load(folder / "b.npz").n_days == 20
+
+    other = tmp_path / "not_a_state"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(DownpourError, match="not_a_state: exists and is not a verification state"):
+        save_states(new, other, {"split": "test"})
+    assert (other / "notes.txt").read_text() == "keep me"

@@ -235,7 +235,7 @@ def _device_options(func: Callable[..., Any]) -> Callable[..., Any]:
         "--strategy",
         default=None,
         help="Lightning strategy, e.g. ddp or ddp_spawn (overrides train.strategy; "
-        "auto: ddp when devices × nodes > 1).",
+        "auto: DDP tolerating parameters without gradient when devices × nodes > 1).",
     )
     @functools.wraps(func)
     def wrapper(

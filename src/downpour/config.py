@@ -244,6 +244,11 @@ class TrainConfig(Section):
         None, ge=1, description="cap on training batches per epoch (None: every day once)"
     )
     num_workers: int = Field(0, ge=0)
+    in_memory: bool | None = Field(
+        None,
+        description="hold the training and validation days in memory (fast for small stores); "
+        "None: when they take under 2 GiB per training process",
+    )
     persistent_workers: bool = Field(
         True, description="keep DataLoader workers alive between epochs (with num_workers > 0)"
     )
@@ -261,8 +266,8 @@ class TrainConfig(Section):
     num_nodes: int = Field(1, ge=1)
     strategy: str = Field(
         "auto",
-        description="Lightning strategy; auto = ddp when devices × num_nodes > 1 "
-        "(e.g. ddp, ddp_spawn, ddp_find_unused_parameters_true)",
+        description="Lightning strategy; auto = ddp_find_unused_parameters_true when "
+        "devices × num_nodes > 1 (e.g. ddp, ddp_spawn)",
     )
 
     @field_validator("precision", mode="before")
@@ -380,6 +385,9 @@ class SRDRNConfig(Section):
     )
     patience: int | None = Field(
         None, ge=1, description="early-stopping patience in epochs; None: train every epoch"
+    )
+    channels_last: bool | None = Field(
+        None, description="NHWC memory format for SRDRN; None: train.channels_last"
     )
 
     @field_validator("kernel_size")

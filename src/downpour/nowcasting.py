@@ -63,7 +63,7 @@ from downpour.training.nowcast_module import (
     nowcast_train_config,
     rollout_batch,
 )
-from downpour.training.trainer import build_trainer
+from downpour.training.trainer import build_trainer, processes_per_node
 from downpour.utils import atomic_write_text, write_dataset
 
 __all__ = [
@@ -131,7 +131,8 @@ def train_nowcast(
     train_cfg = nowcast_train_config(cfg)
     L.seed_everything(train_cfg.seed, workers=True, verbose=False)
     dm = NowcastDataModule(da, nc, seed=train_cfg.seed, num_workers=train_cfg.num_workers)
-    batches = math.ceil(len(dm.train_set) / nc.batch_size)
+    world = train_cfg.num_nodes * processes_per_node(train_cfg)
+    batches = math.ceil(math.ceil(len(dm.train_set) / world) / nc.batch_size)  # per rank
     if nc.max_batches_per_epoch:
         batches = min(batches, nc.max_batches_per_epoch)
     module = NowcastModule(cfg, dm.stats, steps_per_epoch=math.ceil(batches / nc.accumulate))
@@ -150,9 +151,9 @@ def train_nowcast(
     )
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     result = collect_result(trainer, timer, run_dir, n_params)
-    atomic_write_text(
-        run_dir / "metrics" / "train_nowcast.json", json.dumps(asdict(result), indent=2)
-    )
+    if trainer.is_global_zero:  # one writer under DDP
+        path = run_dir / "metrics" / "train_nowcast.json"
+        atomic_write_text(path, json.dumps(asdict(result), indent=2))
     return result
 
 

@@ -55,6 +55,7 @@ from downpour.data.dataset import PrecipDataset
 from downpour.data.store import open_store
 from downpour.errors import DownpourError
 from downpour.models.cvae import CVAE
+from downpour.training.fast import prepare_net
 from downpour.training.trainer import read_checkpoint
 from downpour.utils import atomic_dir, write_dataset
 
@@ -108,6 +109,7 @@ def load_cvae(checkpoint: str | Path) -> tuple[CVAE, Config, dict[str, Any]]:
         scale_factor=info["scale_factor"],
     )
     net.load_state_dict(state)
+    prepare_net(net, channels_last=cfg.train.channels_last)  # the training's memory format
     return net.eval(), cfg, info
 
 

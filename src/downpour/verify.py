@@ -20,13 +20,16 @@ Results go to ``RUN/metrics/verify.json`` (with a ``headline`` block that
 Long archives can be verified in pieces: ``verify_run(period=(start, end),
 save_state=DIR)`` scores only the days of the split in that date range and
 saves one accumulator per model (``DIR/<model>.npz``) with a manifest
-(``DIR/manifest.json``) instead of scoring; :func:`merge_states` merges the
-pieces of several such folders (refusing a day present twice) and writes the
-same result as one pass over all their days, bootstrap intervals included.
+(``DIR/manifest.json``, naming the run, store and checkpoints with their
+SHA-256) instead of scoring; only the period's days are read and predicted.
+:func:`merge_states` merges the pieces of several such folders (refusing a
+day present twice, or pieces of another run, store or checkpoint) and writes
+the same result as one pass over all their days, bootstrap intervals included.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,7 +48,7 @@ from downpour.metrics.verification import (
     VerificationAccumulator,
     paired_difference,
 )
-from downpour.utils import atomic_write_text
+from downpour.utils import atomic_dir, atomic_write_text
 
 __all__ = [
     "HEADLINE",
@@ -272,12 +275,16 @@ def save_states(
 ) -> dict[str, Any]:
     """Save one accumulator per model and a ``manifest.json`` into ``directory``.
 
+    The folder is written whole (:func:`~downpour.utils.atomic_dir`): a
+    failure midway leaves a previous folder of the same name as it was, never
+    a mix of old and new files.
+
     Parameters
     ----------
     accs
         ``{model: accumulator}`` of the same days.
     directory
-        Output folder (created); existing files of the same names are replaced.
+        Output folder; a previous state folder there is replaced as a whole.
     meta
         JSON-ready facts for the manifest (run, store, split, units, thresholds, ...).
 
@@ -286,13 +293,17 @@ def save_states(
     dict
         The manifest: ``meta`` plus ``models`` (``{model: file}``), ``days``
         (first and last day), ``n_days``, ``scales`` and ``kind``/``version``.
+
+    Raises
+    ------
+    DownpourError
+        When ``directory`` exists but is not an empty folder or a state folder
+        (replacing it would delete other files), or model names collide as file names.
     """
-    directory = Path(directory)
+    directory = _state_dir(directory)
     files = {name: _file_name(name) for name in accs}
     if len(set(files.values())) != len(files):
         raise DownpourError(f"model names {list(files)} collide as file names; rename a model")
-    for name, acc in accs.items():
-        acc.save(directory / files[name])
     first = next(iter(accs.values()))
     times = first.times.astype("datetime64[D]")
     manifest = {
@@ -304,8 +315,24 @@ def save_states(
         "days": [str(times.min()), str(times.max())] if times.size else [],
         "models": files,
     }
-    atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    with atomic_dir(directory) as tmp:
+        for name, acc in accs.items():
+            acc.save(tmp / files[name])
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _state_dir(directory: str | Path) -> Path:
+    """``directory`` if it is new, empty or a state folder (which save_states replaces whole)."""
+    directory = Path(directory)
+    if directory.exists() and not (
+        (directory / MANIFEST).is_file() or (directory.is_dir() and not any(directory.iterdir()))
+    ):
+        raise DownpourError(
+            f"--save-state {directory}: exists and is not a verification state folder; "
+            "it would be replaced as a whole: give a new or empty folder"
+        )
+    return directory
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:
@@ -319,6 +346,41 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     if manifest.get("kind") != _MANIFEST_KIND:
         raise DownpourError(f"{path}: not a verification state manifest")
     return manifest
+
+
+def _sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+#: Manifest keys that say what was verified; pieces differing in one of them never merge.
+_SOURCE_KEYS = ("run", "store", "checkpoints", "checkpoint_sha256")
+
+
+def _check_same_source(
+    ref_dir: Path, ref: Mapping[str, Any], d: Path, m: Mapping[str, Any]
+) -> None:
+    """Refuse two pieces verified against another run, store or checkpoint (file contents)."""
+    for key in _SOURCE_KEYS:
+        a, b = ref.get(key), m.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict) and set(a) == set(b):
+            name = next(k for k in a if a[k] != b[k])
+            what = f"{key}[{name!r}]: {b[name]!r} in {d} but {a[name]!r} in {ref_dir}"
+        else:
+            what = f"{key}: {b!r} in {d} but {a!r} in {ref_dir}"
+        hint = ""
+        if key == "checkpoint_sha256":
+            hint = " (the checkpoint was retrained or replaced between the pieces)"
+        raise DownpourError(
+            f"verify-merge: the pieces {ref_dir} and {d} differ in {what}{hint}; "
+            "verify all pieces against the same run, store and checkpoints "
+            "(re-run `downpour verify --period … --save-state` for the stale pieces)"
+        )
 
 
 def _result_meta(
@@ -378,8 +440,9 @@ def merge_states(
     Raises
     ------
     DownpourError
-        When a folder has no manifest, the pieces disagree on split, units,
-        thresholds, scales or models, or a day is in two pieces.
+        When a folder has no manifest, the pieces disagree on run, store,
+        checkpoints (paths or contents), split, units, thresholds, scales or
+        models, or a day is in two pieces.
     """
     if not directories:
         raise DownpourError("verify-merge: give at least one state folder")
@@ -387,6 +450,7 @@ def merge_states(
     manifests = [_read_manifest(d) for d in dirs]
     ref = manifests[0]
     for d, m in zip(dirs[1:], manifests[1:], strict=True):
+        _check_same_source(dirs[0], ref, d, m)
         for key in ("split", "units", "thresholds", "scales"):
             if m.get(key) != ref.get(key):
                 raise DownpourError(
@@ -506,8 +570,10 @@ def verify_run(
         ``"START:END"`` or ``(start, end)``; the result records it as ``period``.
     save_state
         Instead of scoring, save the accumulators and a manifest into this
-        folder (see :func:`save_states`) for :func:`merge_states`; no
-        ``verify.json`` and no figures are written then.
+        folder (see :func:`save_states`; a previous state folder there is
+        replaced whole) for :func:`merge_states`; no ``verify.json`` and no
+        figures are written then. The manifest records the absolute run,
+        store and checkpoint paths and each checkpoint's SHA-256.
     echo
         Progress messages.
 
@@ -533,24 +599,33 @@ def verify_run(
     ckpts = dict(checkpoints) if checkpoints is not None else find_srdrn_checkpoints(run)
     if not ckpts and not baselines:
         raise DownpourError(f"{run}: nothing to verify (no SRDRN checkpoint, no baseline)")
+    if save_state is not None:
+        _state_dir(save_state)  # before any prediction
     truth, mask = truth_of(store, split)
-    if period is not None:
+    days = None
+    if period is not None:  # only these days are read and predicted
         truth = select_period(truth, period, f"real {split} days of {store}")
+        days = np.asarray(truth["time"].values)
     preds: dict[str, xr.DataArray] = {}
     for name, ck in ckpts.items():
         echo(f"predicting {truth.sizes['time']} {split} days with {name} ({ck})")
-        preds[name] = predict_srdrn(ck, store, split=split)
+        preds[name] = predict_srdrn(ck, store, split=split, times=days)
     for name in baselines:
         echo(f"predicting {truth.sizes['time']} {split} days with the {name} baseline")
-        preds[name] = predict_baseline(name, store, split=split)
-    if period is not None:  # the predictors cover the whole split
-        preds = {k: v.sel(time=truth["time"]) for k, v in preds.items()}
+        preds[name] = predict_baseline(name, store, split=split, times=days)
     accs = accumulate_models(preds, truth, mask, thresholds, scales=scales)
     meta = {"split": split, "store": str(store), "units": units, "thresholds": thresholds,
             "checkpoints": {k: str(v) for k, v in ckpts.items()}}  # fmt: skip
     if save_state is not None:
+        source = {  # absolute paths and checkpoint contents: merge_states compares them
+            "store": str(store.resolve()),
+            "checkpoints": {k: str(Path(v).resolve()) for k, v in ckpts.items()},
+            "checkpoint_sha256": {k: _sha256(v) for k, v in ckpts.items()},
+        }
         manifest = save_states(
-            accs, save_state, {"run": str(run), **meta, "period": _period_json(period)}
+            accs,
+            save_state,
+            {"run": str(run.resolve()), **meta, **source, "period": _period_json(period)},
         )
         echo(f"saved {manifest['n_days']} days of {len(accs)} models to {save_state}")
         return manifest

@@ -86,3 +86,52 @@ def test_training_with_channels_last_matches_fp32_nchw(small_run, tmp_path, extr
     worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
     assert worst < 1e-4  # 4 Adam steps at lr 1e-3: rounding differences only
     assert b["net.enc_x.levels.0.conv.0.weight"].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_split_bytes_and_automatic_in_memory(small_run, monkeypatch):
+    import numpy as np
+    import xarray as xr
+
+    from downpour.config import TrainConfig
+    from downpour.training import datamodule as dmod
+
+    store = small_run / "data" / "store.zarr"
+    ds = xr.open_zarr(store, consolidated=False)
+    split = np.asarray(ds["split"].values).astype(object)
+    days = int(((split == "train") | (split == "val")).sum())
+    c, h, w = ds["predictors"].shape[1:]
+    expected = days * (48 * 36 + c * h * w) * 4
+    assert dmod.split_bytes(store, ("train", "val")) == expected
+    assert dmod.PrecipDataModule(store, TrainConfig()).in_memory  # well under 2 GiB
+    monkeypatch.setattr(dmod, "IN_MEMORY_LIMIT", expected)  # now "too large"
+    assert not dmod.PrecipDataModule(store, TrainConfig()).in_memory
+    assert dmod.PrecipDataModule(store, TrainConfig(in_memory=True)).in_memory  # explicit wins
+
+
+def test_launched_processes_must_not_all_prepare_the_store(tmp_path, monkeypatch):
+    from downpour.errors import DownpourError
+    from downpour.training.fit import ensure_store, launched_processes
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    assert launched_processes() == 8
+    cfg = load_config("demo", SMALL)
+    with pytest.raises(DownpourError, match=r"8 training processes.*downpour prepare"):
+        ensure_store(cfg, tmp_path / "run", echo=lambda *a: None)
+    assert not (tmp_path / "run" / "data").exists()
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert launched_processes() == 1
+
+
+def test_srdrn_channels_last_overrides_train():
+    from downpour.training.srdrn_module import srdrn_train_config
+
+    def resolved(*over: str) -> bool:
+        return srdrn_train_config(load_config("demo", list(over))).channels_last
+
+    assert resolved("train.channels_last=true", "srdrn.channels_last=null") is True
+    assert resolved("train.channels_last=true", "srdrn.channels_last=false") is False
+    assert resolved("train.channels_last=false", "srdrn.channels_last=true") is True
+    assert load_config("demo").train.channels_last is False  # the demo: NHWC for SRDRN only
+    assert resolved() is True

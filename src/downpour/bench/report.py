@@ -185,11 +185,11 @@ def _verification(res: dict[str, Any]) -> list[str]:
         diffs = ", ".join(f"{k} {d:.1e}" for k, d in o.get("max_abs_diff", {}).items())
         rows.append(
             [lib + (" (extrapolated)" if o.get("extrapolated") else ""), _f(o["seconds"], 2),
-             _f(o["gbps"], 3), "", f"{o['speedup']:.1f}× slower", diffs, _f(o.get("peak_mb"), 0)]
+             _f(o["gbps"], 3), "", f"{o['speedup']:.1f}× slower", diffs, "–"]
         )  # fmt: skip
     return lines + _table(
         ["implementation", "seconds", "GB/s", "of memcpy", "vs downpour", "max |Δ| vs downpour",
-         "peak MB"], rows)  # fmt: skip
+         "peak MB (allocations of one call)"], rows)  # fmt: skip
 
 
 def results_markdown(results: list[dict[str, Any]]) -> str:
@@ -202,6 +202,12 @@ def results_markdown(results: list[dict[str, Any]]) -> str:
         "`src/downpour/bench/`.",
         "",
     ]
+    if not any(r["device"].startswith("cuda") and not r["quick"] for r in results):
+        lines += [
+            "No GPU run yet: `downpour bench --device cuda` on a GPU machine adds one "
+            "(bf16 and torch.compile training of cVAE v3 and the paper-size SRDRN).",
+            "",
+        ]
     for res in results:
         title = res["facts"]["gpu"] or res["facts"]["cpu"]
         total = sum(res["seconds"].values())

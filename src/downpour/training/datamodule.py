@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -23,7 +24,28 @@ from downpour.data.sampler import StratifiedBatchSampler
 from downpour.data.store import open_store, store_attr_json
 from downpour.data.transforms import build_transform
 
-__all__ = ["PrecipDataModule", "StoreInfo", "read_store_info"]
+__all__ = [
+    "IN_MEMORY_LIMIT",
+    "PrecipDataModule",
+    "StoreInfo",
+    "read_store_info",
+    "split_bytes",
+]
+
+
+#: Bytes of training + validation fields below which ``train.in_memory=None`` loads them.
+IN_MEMORY_LIMIT = 2 * 2**30
+
+
+def split_bytes(store: str | Path, splits: tuple[str, ...]) -> int:
+    """Bytes of the float32 target and predictor fields of the days of ``splits``."""
+    ds = open_store(store)
+    try:
+        days = int(np.isin(np.asarray(ds["split"].values).astype(object), list(splits)).sum())
+        per_day = int(np.prod(ds["target"].shape[1:])) + int(np.prod(ds["predictors"].shape[1:]))
+        return days * per_day * 4
+    finally:
+        ds.close()
 
 
 class StoreInfo(dict):
@@ -90,7 +112,9 @@ class PrecipDataModule(L.LightningDataModule):
     batch_size
         Overrides ``train.batch_size`` (SRDRN has its own).
     in_memory
-        Hold the split in memory (fast for small stores such as the demo).
+        Hold the training and validation days in memory (fast for small
+        stores such as the demo); ``None``: ``train.in_memory``, and when
+        that is ``None`` too, whether they take under :data:`IN_MEMORY_LIMIT`.
     """
 
     def __init__(
@@ -99,14 +123,18 @@ class PrecipDataModule(L.LightningDataModule):
         train: TrainConfig,
         *,
         batch_size: int | None = None,
-        in_memory: bool = False,
+        in_memory: bool | None = None,
     ) -> None:
         super().__init__()
         self.store = Path(store)
         self.cfg = train
         self.batch_size = batch_size or train.batch_size
-        self.in_memory = in_memory
         self.info = read_store_info(store)
+        if in_memory is None:
+            in_memory = train.in_memory
+        if in_memory is None:
+            in_memory = split_bytes(store, ("train", "val")) < IN_MEMORY_LIMIT
+        self.in_memory = in_memory
         self.train_set: PrecipDataset | None = None
         self.val_set: PrecipDataset | None = None
 

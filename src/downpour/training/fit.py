@@ -28,7 +28,14 @@ from downpour.training.datamodule import PrecipDataModule
 from downpour.training.trainer import build_trainer, checkpoint_paths, per_rank_batches
 from downpour.utils import atomic_write_text
 
-__all__ = ["EpochTimer", "TrainResult", "collect_result", "ensure_store", "train_cvae"]
+__all__ = [
+    "EpochTimer",
+    "TrainResult",
+    "collect_result",
+    "ensure_store",
+    "launched_processes",
+    "train_cvae",
+]
 
 
 @dataclass
@@ -82,6 +89,20 @@ def collect_result(
     )
 
 
+def launched_processes() -> int:
+    """Return how many processes a launcher started together (``WORLD_SIZE``, ``SLURM_NTASKS``)."""
+    import os
+
+    for var in ("WORLD_SIZE", "SLURM_NTASKS"):
+        try:
+            n = int(os.environ.get(var, "1"))
+        except ValueError:
+            continue
+        if n > 1:
+            return n
+    return 1
+
+
 def ensure_store(cfg: Config, run_dir: Path, *, echo: Any = print) -> Path:
     """Return the run's prepared store, preparing it when missing or stale.
 
@@ -90,11 +111,20 @@ def ensure_store(cfg: Config, run_dir: Path, *, echo: Any = print) -> Path:
     """
     store = run_dir / "data" / "store.zarr"
     saved = run_dir / "config.yaml"
+    why = "is missing"
     if store.is_dir() and saved.is_file():
         old = yaml.safe_load(saved.read_text()).get("data")
         if old == cfg.data.model_dump(mode="json"):
             return store
+        why = f"was prepared with other data settings ({saved})"
         echo(f"data settings differ from {saved}: preparing the store again")
+    world = launched_processes()
+    if world > 1:
+        raise DownpourError(
+            f"{store} {why}, and {world} training processes were launched together (srun / "
+            "torchrun): they would all prepare it at once. Run `downpour prepare --config C "
+            f"--out {run_dir}` once before the multi-process job"
+        )
     from downpour.data.prepare import prepare
 
     echo(f"preparing {'the embedded dataset' if cfg.data.target is None else cfg.data.target.path}")
@@ -108,7 +138,7 @@ def train_cvae(
     *,
     resume: str | Path | None = None,
     echo: Any = print,
-    in_memory: bool = True,
+    in_memory: bool | None = None,
     **trainer_overrides: Any,
 ) -> TrainResult:
     """Train the cVAE of ``cfg`` in ``run_dir``.
@@ -125,7 +155,8 @@ def train_cvae(
     echo
         Where progress lines go.
     in_memory
-        Hold the training split in memory (fast for small stores).
+        Hold the training and validation days in memory; None: ``train.in_memory``
+        (None there too: when they take under 2 GiB).
     **trainer_overrides
         Passed to the Lightning trainer (e.g. ``limit_val_batches``).
 
@@ -160,5 +191,7 @@ def train_cvae(
     )
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     result = collect_result(trainer, timer, run_dir, n_params)
-    atomic_write_text(run_dir / "metrics" / "train_cvae.json", json.dumps(asdict(result), indent=2))
+    if trainer.is_global_zero:  # one writer under DDP
+        path = run_dir / "metrics" / "train_cvae.json"
+        atomic_write_text(path, json.dumps(asdict(result), indent=2))
     return result

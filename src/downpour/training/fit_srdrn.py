@@ -12,9 +12,10 @@ endlessly reshuffled stream of the training days, see
 steps taken are recorded in ``RUN/metrics/train_<kind>.json``.
 
 :func:`predict_srdrn` and :func:`predict_baseline` return the high-res
-prediction of every day of a split as an ``xr.DataArray`` (time, y, x) in
-the store's units, NaN outside the mask. Baselines are fitted on the real
-training days only (:func:`fit_baseline`).
+prediction of every day of a split (or of chosen days of it, ``times``) as
+an ``xr.DataArray`` (time, y, x) in the store's units, NaN outside the mask;
+they read and predict the days batch by batch. Baselines are fitted on the
+real training days only (:func:`fit_baseline`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from downpour.errors import DownpourError
 from downpour.models.baselines import Baseline, build_baseline, precip_channel
 from downpour.models.srdrn import SRDRN
 from downpour.training.datamodule import PrecipDataModule
+from downpour.training.fast import prepare_net
 from downpour.training.fit import EpochTimer, TrainResult, collect_result, ensure_store
 from downpour.training.srdrn_module import SRDRNModule, srdrn_train_config
 from downpour.training.trainer import build_trainer, per_rank_batches, read_checkpoint
@@ -120,7 +122,7 @@ class _SRDRNDataModule(PrecipDataModule):
         store: Path,
         train: TrainConfig,
         *,
-        in_memory: bool,
+        in_memory: bool | None,
         batches_per_epoch: int | None,
     ) -> None:
         super().__init__(store, train, in_memory=in_memory)
@@ -170,7 +172,7 @@ def train_srdrn(
     resume: str | Path | None = None,
     echo: Any = print,
     max_steps: int | None = None,
-    in_memory: bool = True,
+    in_memory: bool | None = None,
     **trainer_overrides: Any,
 ) -> TrainResult:
     """Train SRDRN (``cfg.srdrn``) in ``run_dir``.
@@ -196,7 +198,8 @@ def train_srdrn(
         Stop after this many optimiser steps (a budget independent of the
         number of days); the epochs and LR schedule are sized to reach it.
     in_memory
-        Hold the training and validation days in memory.
+        Hold the training and validation days in memory; None: ``train.in_memory``
+        (None there too: when they take under 2 GiB).
     **trainer_overrides
         Passed to the Lightning trainer (e.g. ``max_epochs``, ``limit_val_batches``).
 
@@ -262,7 +265,9 @@ def train_srdrn(
         "batch_size": train_cfg.batch_size,
         **days,
     }
-    atomic_write_text(run_dir / "metrics" / f"train_{kind}.json", json.dumps(record, indent=2))
+    if trainer.is_global_zero:  # one writer under DDP
+        path = run_dir / "metrics" / f"train_{kind}.json"
+        atomic_write_text(path, json.dumps(record, indent=2))
     return result
 
 
@@ -283,6 +288,8 @@ def load_srdrn(checkpoint: str | Path) -> tuple[SRDRN, Config, dict[str, Any]]:
         cfg.srdrn, in_channels=info["x_channels"], scale_factor=info["scale_factor"]
     )
     net.load_state_dict(state)
+    # the training's memory format: predictions equal the network's outputs during training
+    prepare_net(net, channels_last=srdrn_train_config(cfg).channels_last)
     return net.eval(), cfg, info
 
 
@@ -297,6 +304,35 @@ def _rows(ds: xr.Dataset, split: str, *, real_only: bool = False) -> np.ndarray:
     if rows.size == 0:
         raise DownpourError(f"split '{split}' of the store has no days; check data.splits")
     return rows
+
+
+def _select_rows(ds: xr.Dataset, rows: np.ndarray, split: str, times: Any) -> np.ndarray:
+    """Store positions of the days ``times`` (in that order), each a day of ``rows``.
+
+    ``times`` holds time stamps of the store (datetime64 of any unit, or
+    ISO strings); ``None`` keeps every row.
+    """
+    if times is None:
+        return rows
+    stamps = np.asarray(ds["time"].values)[rows]
+    wanted = np.atleast_1d(np.asarray(times)).astype(stamps.dtype)
+    if wanted.size == 0:
+        raise DownpourError(f"no days selected to predict in the {split!r} split")
+    order = np.argsort(stamps, kind="stable")
+    ordered = stamps[order]
+    if (ordered[1:] == ordered[:-1]).any():
+        raise DownpourError(
+            f"the {split!r} split of the store holds a time stamp twice (synthetic days?); "
+            "days cannot be selected by time there: predict the whole split"
+        )
+    pos = np.minimum(np.searchsorted(ordered, wanted), ordered.size - 1)
+    missing = wanted[ordered[pos] != wanted]
+    if missing.size:
+        raise DownpourError(
+            f"{missing.size} selected day(s) are not days of the {split!r} split of the store, "
+            f"the first {str(missing[0])[:10]}; select days of that split"
+        )
+    return rows[order[pos]]
 
 
 def _as_dataarray(
@@ -320,10 +356,13 @@ def predict_srdrn(
     store: str | Path,
     *,
     split: str = "test",
+    times: np.ndarray | None = None,
     batch_size: int = 64,
     device: str | torch.device | None = None,
 ) -> xr.DataArray:
-    """Downscale every day of a split with a trained SRDRN.
+    """Downscale every day of a split (or the days ``times`` of it) with a trained SRDRN.
+
+    Only the chosen days are read, ``batch_size`` at a time.
 
     Parameters
     ----------
@@ -333,6 +372,9 @@ def predict_srdrn(
         A store of the same grid and predictors (the run's, or an augmented one).
     split
         ``"train"``, ``"val"`` or ``"test"``.
+    times
+        Time stamps (datetime64) of days of ``split`` to predict, in the order
+        wanted; default every day of the split.
     batch_size
         Days per forward pass.
     device
@@ -343,6 +385,12 @@ def predict_srdrn(
     xarray.DataArray
         ``(time, y, x)`` float32 in the store's units, NaN outside the mask,
         coordinates ``time`` and ``lat``/``lon`` from the store.
+
+    Raises
+    ------
+    DownpourError
+        When the checkpoint does not fit the store, or a day of ``times`` is
+        not a day of the split.
     """
     net, _, info = load_srdrn(checkpoint)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -357,15 +405,16 @@ def predict_srdrn(
                 f"{info['lowres_shape']} → {info['shape']}; {store} has {channels} at "
                 f"{shapes[1]} → {shapes[0]}: use a checkpoint of this dataset"
             )
-        rows = _rows(ds, split)
-        x = norm.normalize_x(np.asarray(ds["predictors"].isel(time=rows).values, np.float32))
-        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        rows = _select_rows(ds, _rows(ds, split), split, times)
         out = np.empty((rows.size, *info["shape"]), dtype=np.float32)
         net = net.to(device)
         with torch.no_grad():
             for start in range(0, rows.size, batch_size):
-                pred = net(x[start : start + batch_size].to(device))
-                out[start : start + pred.shape[0]] = pred[:, 0].float().cpu().numpy()
+                batch = rows[start : start + batch_size]
+                x = np.asarray(ds["predictors"].isel(time=batch).values, np.float32)
+                x = np.ascontiguousarray(norm.normalize_x(x), dtype=np.float32)
+                pred = net(torch.from_numpy(x).to(device))
+                out[start : start + batch.size] = pred[:, 0].float().cpu().numpy()
         attrs = {"model": "srdrn", "checkpoint": str(checkpoint), "split": split}
         return _as_dataarray(out, ds, rows, "srdrn", attrs)
     finally:
@@ -396,9 +445,18 @@ def fit_baseline(name: str, store: str | Path, *, n_quantiles: int = 1000) -> Ba
 
 
 def predict_baseline(
-    name: str, store: str | Path, *, split: str = "test", n_quantiles: int = 1000
+    name: str,
+    store: str | Path,
+    *,
+    split: str = "test",
+    times: np.ndarray | None = None,
+    n_quantiles: int = 1000,
+    batch_size: int = 256,
 ) -> xr.DataArray:
-    """Downscale every day of a split with a baseline fitted on the training days.
+    """Downscale every day of a split (or the days ``times`` of it) with a baseline.
+
+    The baseline is fitted on the real training days whatever days are
+    predicted; only the chosen days are read, ``batch_size`` at a time.
 
     Parameters
     ----------
@@ -408,8 +466,12 @@ def predict_baseline(
         The prepared store.
     split
         The days to predict.
+    times
+        As in :func:`predict_srdrn`: days of ``split``, default all of them.
     n_quantiles
         Quantile levels of BCSD per cell.
+    batch_size
+        Days read and predicted at once.
 
     Returns
     -------
@@ -419,10 +481,13 @@ def predict_baseline(
     model = fit_baseline(name, store, n_quantiles=n_quantiles)
     ds = open_store(store)
     try:
-        rows = _rows(ds, split)
+        rows = _select_rows(ds, _rows(ds, split), split, times)
         ch = precip_channel(ds)
-        x = np.asarray(ds["predictors"].isel(time=rows, channel=ch).values, np.float32)
-        pred = model.predict(x)
+        pred = np.empty((rows.size, *ds["target"].shape[1:]), dtype=np.float32)
+        for start in range(0, rows.size, batch_size):
+            batch = rows[start : start + batch_size]
+            x = np.asarray(ds["predictors"].isel(time=batch, channel=ch).values, np.float32)
+            pred[start : start + batch.size] = model.predict(x)
         attrs = {"model": name, "split": split, "fitted_on": "train (real days)"}
         return _as_dataarray(pred, ds, rows, name, attrs)
     finally:

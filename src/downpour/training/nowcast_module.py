@@ -209,7 +209,10 @@ class NowcastWindows(Dataset):
 class _EpochShuffle(Sampler[int]):
     """A permutation drawn from (seed, epoch), split across DDP ranks (every rank-th item).
 
-    The same order on a resumed run; ranks see disjoint windows.
+    The same order on a resumed run. The permutation is padded by wrapping
+    around to a multiple of the world size (as ``DistributedSampler``), so
+    every rank takes the same number of windows and steps (DDP would hang
+    otherwise); without padding the ranks see disjoint windows.
     """
 
     def __init__(self, n: int, seed: int, *, rank: int = 0, world_size: int = 1) -> None:
@@ -220,11 +223,13 @@ class _EpochShuffle(Sampler[int]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.n, self.world_size))
+        return -(-self.n // self.world_size)
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.n, generator=g).tolist()
+        total = len(self) * self.world_size
+        order = (order * (-(-total // max(1, self.n))))[:total] if self.n else []
         return iter(order[self.rank :: self.world_size])
 
 
@@ -292,6 +297,8 @@ class NowcastDataModule(L.LightningDataModule):
             batch_size=self.nc.batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
         )
 
     def val_dataloader(self) -> DataLoader:

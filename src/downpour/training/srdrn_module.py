@@ -43,7 +43,8 @@ def srdrn_train_config(cfg: Config, *, epochs: int | None = None) -> TrainConfig
     From ``srdrn``: ``epochs`` (or the ``epochs`` given here, e.g. to fit a
     step budget), ``batch_size``, ``lr``, ``scheduler``,
     ``min_heavy_fraction`` and ``patience`` (None: no early stopping, so a
-    fixed budget is trained whole). No flips or noise (the published recipe
+    fixed budget is trained whole) and ``channels_last`` when set. No
+    flips or noise (the published recipe
     has no augmentation), and no ``max_batches_per_epoch`` cap (SRDRN's
     epoch length is ``srdrn.batches_per_epoch``). ``train.monitor`` is kept
     when SRDRN logs it, otherwise ``val/MAE_tail`` is monitored. Everything
@@ -64,6 +65,7 @@ def srdrn_train_config(cfg: Config, *, epochs: int | None = None) -> TrainConfig
             "noise": 0.0,
             "max_batches_per_epoch": None,
             "monitor": t.monitor if t.monitor in SRDRN_MONITORS else "val/MAE_tail",
+            "channels_last": t.channels_last if s.channels_last is None else s.channels_last,
         }
     )
 

@@ -184,17 +184,18 @@ def batch_seed(seed: int, epoch: int, batch_idx: int, rank: int = 0) -> int:
     resume; the rank term gives every DDP process its own draws (rank 0
     keeps the single-device seeds, so one-device runs are unchanged).
     """
-    return ((seed * 1_000_003 + epoch) * 100_003 + batch_idx + rank * 7_919) % 2**63
+    return ((seed * 1_000_003 + epoch) * 100_003 + batch_idx + rank * 1_000_000_007) % 2**63
 
 
 def per_rank_batches(total_batches: int, cfg: TrainConfig) -> int:
     """Batches each training process takes per epoch when ``total_batches`` are dealt out.
 
-    The stratified sampler deals whole batches round-robin and drops the
-    remainder, so every rank runs the same number of steps (DDP needs it).
+    The stratified sampler deals whole batches round-robin and pads the
+    schedule with full batches to a multiple of the world size, so every rank
+    runs ``ceil(total / world)`` steps (DDP needs equal counts).
     """
     world = max(1, cfg.num_nodes * processes_per_node(cfg))
-    return max(1, total_batches // world)
+    return max(1, -(-total_batches // world))
 
 
 def warn_slow_bf16(cfg: TrainConfig) -> bool:
