@@ -13,37 +13,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from torch.utils.data import DataLoader
-
+from downpour.bench.loader import loader_rate, make_loader
 from downpour.config import EmbeddedConfig, load_config
 from downpour.data.dataset import PrecipDataset
 from downpour.data.prepare import prepare
-from downpour.data.sampler import StratifiedBatchSampler
 from downpour.data.synthetic import make_embedded
 from downpour.data.transforms import build_transform
 
 
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def loader_rate(ds: PrecipDataset, workers: int, batches: int, batch_size: int = 16) -> float:
-    sampler = StratifiedBatchSampler(ds.is_heavy, batch_size, 0.4, seed=0)
-    dl = DataLoader(
-        ds,
-        batch_sampler=sampler,
-        num_workers=workers,
-        multiprocessing_context="fork" if workers else None,
-    )
-    it = iter(dl)
-    next(it)  # start-up (worker spawn) is not counted
-    t0 = time.perf_counter()
-    n = 0
-    for i, batch in enumerate(it):
-        n += batch["x"].shape[0]
-        if i + 1 >= batches:
-            break
-    return n / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -66,7 +45,7 @@ def main() -> None:
         for in_memory in (False, True):
             for workers in (0, 1, 2):
                 ds = PrecipDataset(run, "train", transform=aug, in_memory=in_memory, seed=0)
-                rate = loader_rate(ds, workers, args.batches)
+                rate = loader_rate(make_loader(ds, workers, 16), args.batches)
                 kind = "in memory" if in_memory else "zarr per item"
                 print(f"loader ({kind}, flips+noise, {workers} workers): {rate:7.0f} samples/s")
     print(f"peak resident memory: {peak_mb():.0f} MB")

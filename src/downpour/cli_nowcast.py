@@ -21,10 +21,10 @@ from downpour.cli import (
     _config_options,
     _Group,
     _out_option,
-    _print_train_result,
     cli,
     console,
 )
+from downpour.cli_train import _print_train_result
 from downpour.config import Config, VariableSource
 from downpour.errors import DownpourError
 

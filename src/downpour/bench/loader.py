@@ -34,10 +34,10 @@ from downpour.data.prepare import prepare
 from downpour.data.sampler import StratifiedBatchSampler
 from downpour.data.transforms import build_transform
 
-__all__ = ["bench_loader", "loader_rate"]
+__all__ = ["bench_loader", "loader_rate", "make_loader"]
 
 
-def _loader(
+def make_loader(
     ds: PrecipDataset,
     workers: int,
     batch_size: int,
@@ -45,6 +45,7 @@ def _loader(
     persistent: bool = False,
     pin: bool = False,
 ) -> DataLoader:
+    """Build a training-like loader: stratified batches (40 % heavy), fork workers."""
     sampler = StratifiedBatchSampler(ds.is_heavy, batch_size, 0.4, seed=0)
     return DataLoader(
         ds,
@@ -124,19 +125,20 @@ def bench_loader(
         out["workers"] = {}
         for workers in (0, 1, 2):
             ds = PrecipDataset(store, "train", transform=aug, seed=0)
-            out["workers"][str(workers)] = loader_rate(_loader(ds, workers, batch_size), batches)
+            loader = make_loader(ds, workers, batch_size)
+            out["workers"][str(workers)] = loader_rate(loader, batches)
         yearly = _rechunk(store, Path(tmp) / "yearly.zarr", 365)
         out["year_chunks"] = {}
         for workers in (0, 2):
             ds = PrecipDataset(yearly, "train", transform=aug, seed=0)
-            rate = loader_rate(_loader(ds, workers, batch_size), max(4, batches // 4))
+            rate = loader_rate(make_loader(ds, workers, batch_size), max(4, batches // 4))
             out["year_chunks"][str(workers)] = rate
         shutil.rmtree(yearly)
         short = max(2, batches // 4)
         out["persistent"] = {}
         for persistent in (False, True):
             ds = PrecipDataset(store, "train", transform=aug, seed=0)
-            loader = _loader(ds, 2, batch_size, persistent=persistent)
+            loader = make_loader(ds, 2, batch_size, persistent=persistent)
             key = "on_s" if persistent else "off_s"
             out["persistent"][key] = _epochs_time(loader, epochs, short)
             del loader
@@ -145,7 +147,7 @@ def bench_loader(
             out["pinned"] = {}
             for pin in (False, True):
                 ds = PrecipDataset(store, "train", transform=aug, seed=0)
-                loader = _loader(ds, 2, batch_size, persistent=True, pin=pin)
+                loader = make_loader(ds, 2, batch_size, persistent=True, pin=pin)
                 t0 = time.perf_counter()
                 n = 0
                 for i, b in enumerate(loader):
