@@ -160,4 +160,5 @@ def bench_loader(
         else:
             out["pinned"] = None
     out["peak_mb"] = mem.peak_mb
+    out["peak_growth_mb"] = mem.delta_mb  # over the resident size when the part started
     return out

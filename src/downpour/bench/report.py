@@ -157,6 +157,11 @@ def _loader(res: dict[str, Any]) -> list[str]:
         )
     else:
         lines.append("Pinned memory: not measured (no GPU; pinning only speeds host → GPU copies).")
+    if ld.get("peak_growth_mb") is not None:
+        lines.append(
+            f"Resident memory grew by at most {ld['peak_growth_mb']:,.0f} MB during the loader "
+            "part (store preparation included)."
+        )
     if consume:
         lines.append(
             f"Training consumes at most {max(consume):.1f} samples/s (cVAE rows above): one "
