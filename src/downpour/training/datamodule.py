@@ -38,7 +38,7 @@ IN_MEMORY_LIMIT = 2 * 2**30
 
 
 def split_bytes(store: str | Path, splits: tuple[str, ...]) -> int:
-    """Bytes of the float32 target and predictor fields of the days of ``splits``."""
+    """Return the bytes of the float32 target and predictor fields of the days of ``splits``."""
     ds = open_store(store)
     try:
         days = int(np.isin(np.asarray(ds["split"].values).astype(object), list(splits)).sum())
@@ -86,11 +86,6 @@ class _EpochBatchSampler(StratifiedBatchSampler):
     hold copies of the dataset made at their start).
     """
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:  # type: ignore[override]
-        """Yield this rank's batches of the current epoch as ``(epoch, index)`` pairs."""
-        for batch in super().__iter__():
-            yield [(self.epoch, i) for i in batch]
-
     def __init__(self, dataset: PrecipDataset, **kwargs: Any) -> None:
         super().__init__(dataset.is_heavy, **kwargs)
         self._dataset = dataset
@@ -98,6 +93,11 @@ class _EpochBatchSampler(StratifiedBatchSampler):
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
         self._dataset.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:  # type: ignore[override]
+        """Yield this rank's batches of the current epoch as ``(epoch, index)`` pairs."""
+        for batch in super().__iter__():
+            yield [(self.epoch, i) for i in batch]
 
 
 class PrecipDataModule(L.LightningDataModule):

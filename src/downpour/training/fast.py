@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["FastPathsMixin", "batch_to_memory_format", "prepare_net", "to_memory_format"]
+__all__ = ["FastPathsMixin", "prepare_net", "to_memory_format"]
 
 
 def to_memory_format(t: Any, channels_last: bool) -> Any:
@@ -27,13 +27,6 @@ def to_memory_format(t: Any, channels_last: bool) -> Any:
     if channels_last and isinstance(t, torch.Tensor) and t.ndim == 4 and t.is_floating_point():
         return t.contiguous(memory_format=torch.channels_last)
     return t
-
-
-def batch_to_memory_format(batch: Any, channels_last: bool) -> Any:
-    """Apply :func:`to_memory_format` to every tensor of a batch dict (others unchanged)."""
-    if not channels_last or not isinstance(batch, dict):
-        return batch
-    return {k: to_memory_format(v, True) for k, v in batch.items()}
 
 
 def _inputs_channels_last(
