@@ -53,7 +53,7 @@ from downpour.data.radar import (
     temporal_encoding,
 )
 from downpour.errors import DownpourError
-from downpour.training.fit import EpochTimer, TrainResult, collect_result
+from downpour.training.fit import EpochTimer, TrainResult, collect_result, write_train_record
 from downpour.training.nowcast_module import (
     WET,
     NowcastDataModule,
@@ -64,7 +64,7 @@ from downpour.training.nowcast_module import (
     rollout_batch,
 )
 from downpour.training.trainer import build_trainer, processes_per_node
-from downpour.utils import atomic_write_text, write_dataset
+from downpour.utils import write_dataset
 
 __all__ = [
     "RolloutRangeWarning",
@@ -151,9 +151,7 @@ def train_nowcast(
     )
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     result = collect_result(trainer, timer, run_dir, n_params)
-    if trainer.is_global_zero:  # one writer under DDP
-        path = run_dir / "metrics" / "train_nowcast.json"
-        atomic_write_text(path, json.dumps(asdict(result), indent=2))
+    write_train_record(trainer, run_dir, "nowcast", asdict(result))
     return result
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "ensure_store",
     "launched_processes",
     "train_cvae",
+    "write_train_record",
 ]
 
 
@@ -87,6 +88,15 @@ def collect_result(
         seconds_per_epoch=float(sum(timer.times) / len(timer.times)) if timer.times else math.nan,
         metrics=metrics,
     )
+
+
+def write_train_record(
+    trainer: L.Trainer, run_dir: Path, kind: str, record: dict[str, Any]
+) -> None:
+    """Write ``RUN/metrics/train_<kind>.json`` atomically, from rank 0 only under DDP."""
+    if trainer.is_global_zero:
+        path = run_dir / "metrics" / f"train_{kind}.json"
+        atomic_write_text(path, json.dumps(record, indent=2))
 
 
 def launched_processes() -> int:
@@ -191,7 +201,5 @@ def train_cvae(
     )
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     result = collect_result(trainer, timer, run_dir, n_params)
-    if trainer.is_global_zero:  # one writer under DDP
-        path = run_dir / "metrics" / "train_cvae.json"
-        atomic_write_text(path, json.dumps(asdict(result), indent=2))
+    write_train_record(trainer, run_dir, "cvae", asdict(result))
     return result

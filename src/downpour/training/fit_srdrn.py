@@ -20,7 +20,6 @@ real training days only (:func:`fit_baseline`).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -43,10 +42,15 @@ from downpour.models.baselines import Baseline, build_baseline, precip_channel
 from downpour.models.srdrn import SRDRN
 from downpour.training.datamodule import PrecipDataModule
 from downpour.training.fast import prepare_net
-from downpour.training.fit import EpochTimer, TrainResult, collect_result, ensure_store
+from downpour.training.fit import (
+    EpochTimer,
+    TrainResult,
+    collect_result,
+    ensure_store,
+    write_train_record,
+)
 from downpour.training.srdrn_module import SRDRNModule, srdrn_train_config
 from downpour.training.trainer import build_trainer, per_rank_batches, read_checkpoint
-from downpour.utils import atomic_write_text
 
 __all__ = [
     "FixedLengthBatchSampler",
@@ -265,9 +269,7 @@ def train_srdrn(
         "batch_size": train_cfg.batch_size,
         **days,
     }
-    if trainer.is_global_zero:  # one writer under DDP
-        path = run_dir / "metrics" / f"train_{kind}.json"
-        atomic_write_text(path, json.dumps(record, indent=2))
+    write_train_record(trainer, run_dir, kind, record)
     return result
 
 
