@@ -15,9 +15,9 @@ from pathlib import Path
 
 from downpour.bench.loader import loader_rate, make_loader
 from downpour.config import EmbeddedConfig, load_config
-from downpour.data.dataset import PrecipDataset
-from downpour.data.prepare import prepare
-from downpour.data.synthetic import make_embedded
+from downpour.downscaling.dataset import PrecipDataset
+from downpour.downscaling.prepare import prepare
+from downpour.downscaling.synthetic import make_embedded
 from downpour.data.transforms import build_transform
 
 

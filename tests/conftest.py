@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from downpour.config import load_config
-from downpour.data.prepare import prepare
+from downpour.downscaling.prepare import prepare
 from downpour.training.fit import train_cvae
 
 SMALL = [
@@ -45,7 +45,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sampled_run(trained_run: Path) -> Path:
     """The small run with posterior samples of its heavy training days (K=3, no threshold)."""
     from downpour.config import SamplingConfig
-    from downpour.sampling import sample_cvae, write_samples
+    from downpour.downscaling.sampling import sample_cvae, write_samples
 
     s = SamplingConfig(mode="posterior", members=3, seed=3, pixel_threshold=0.0, batch_size=8)
     ds = sample_cvae(

@@ -53,8 +53,8 @@ def main(argv: list[str]) -> None:
     out = Path(argv[0])
     out.mkdir(parents=True, exist_ok=True)
     import downpour.training.fit as fit
-    import downpour.training.fit_srdrn as fit_srdrn
-    from downpour.cli import cli
+    import downpour.downscaling.train_srdrn as fit_srdrn
+    from downpour.cli.main import cli
 
     original = fit.build_trainer
 

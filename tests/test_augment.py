@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from downpour.augment import augment, select_members
+from downpour.downscaling.augment import augment, select_members
 from downpour.config import AugmentConfig, SamplingConfig, load_config
-from downpour.data.dataset import PrecipDataset
-from downpour.errors import DownpourError
-from downpour.sampling import sample_cvae, write_samples
+from downpour.downscaling.dataset import PrecipDataset
+from downpour.core.errors import DownpourError
+from downpour.downscaling.sampling import sample_cvae, write_samples
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_refuses_samples_of_validation_days(sampled_run, tmp_path):
 def test_cli_augment(paths, tmp_path):
     from click.testing import CliRunner
 
-    from downpour.cli import cli
+    from downpour.cli.main import cli
 
     store, samples = paths
     out = tmp_path / "cli.zarr"

@@ -28,8 +28,8 @@ import xarray as xr
 import yaml
 from click.testing import CliRunner, Result
 
-from downpour.cli import cli
-from downpour.data.store import open_store
+from downpour.cli.main import cli
+from downpour.downscaling.store import open_store
 
 TIMES = pd.date_range("2001-01-01", "2002-12-31", freq="D")
 N_DAYS = TIMES.size  # 730

@@ -18,7 +18,7 @@ from downpour.bench import machine, run_bench, write_results_md
 from downpour.bench.report import results_markdown
 from downpour.bench.runner import bf16_native
 from downpour.bench.training import _module, count_step_flops, fake_batch, fake_info
-from downpour.cli import cli
+from downpour.cli.main import cli
 from downpour.config import TrainConfig, load_config
 from downpour.training.trainer import warn_slow_bf16
 

@@ -14,9 +14,9 @@ import yaml
 from click.testing import CliRunner
 
 from downpour import __version__
-from downpour.cli import cli
+from downpour.cli.main import cli
 from downpour.config import Config, load_config
-from downpour.data.store import open_store
+from downpour.downscaling.store import open_store
 
 TIMES = pd.date_range("2001-01-01", "2002-12-31", freq="D")  # 730 days
 N_DAYS = TIMES.size

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from downpour.config import PRESET_DIR, Config, load_config, save_config
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 
 PRESETS = [
     "demo",

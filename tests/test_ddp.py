@@ -16,8 +16,8 @@ import torch
 import yaml
 
 from downpour.config import TrainConfig, load_config
-from downpour.data.dataset import PrecipDataset
-from downpour.data.prepare import prepare
+from downpour.downscaling.dataset import PrecipDataset
+from downpour.downscaling.prepare import prepare
 from downpour.data.sampler import StratifiedBatchSampler
 from downpour.training.trainer import processes_per_node, resolve_strategy
 

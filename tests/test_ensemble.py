@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 from downpour.metrics.ensemble import crps_ensemble, mean_crps, rank_histogram
 
 

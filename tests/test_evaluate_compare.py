@@ -8,10 +8,10 @@ import pytest
 import xarray as xr
 from click.testing import CliRunner
 
-from downpour import plots
-from downpour.cli import cli
-from downpour.compare import compare_runs, to_markdown
-from downpour.evaluation import evaluate, read_quality
+from downpour.report import figures as plots
+from downpour.cli.main import cli
+from downpour.report.compare import compare_runs, to_markdown
+from downpour.downscaling.quality import evaluate, read_quality
 from downpour.metrics.sample_quality import evaluate_samples
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -78,7 +78,7 @@ def test_cli_evaluate_and_compare(sampled_run, tmp_path):
 
 
 def test_compare_errors(tmp_path):
-    from downpour.errors import DownpourError
+    from downpour.core.errors import DownpourError
 
     with pytest.raises(DownpourError, match="has no metrics/ folder"):
         compare_runs([tmp_path])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 from downpour.metrics.extremes import (
     QuantileHistogram,
     compare_gpd_tails,

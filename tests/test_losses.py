@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch.distributions import Normal
 
 import downpour.losses as L
+import downpour.losses.cvae as LC
 from downpour.config import LossConfig
 from downpour.models.outputs import CVAEOutput
 
@@ -378,7 +379,7 @@ def test_cvae_zero_weight_terms_are_not_computed():
         lambda_hurdle=0.0,
     )
     out, y, mask = _output()
-    mocks = {k: mock.patch.object(L, f, wraps=getattr(L, f)) for k, f in FUNCS.items()}
+    mocks = {k: mock.patch.object(LC, f, wraps=getattr(L, f)) for k, f in FUNCS.items()}
     spies = {k: p.start() for k, p in mocks.items()}
     try:
         total, terms = L.cvae_loss(out, y, mask, cfg, beta=0.0, tail_threshold=20.0, head="hurdle")
@@ -393,7 +394,7 @@ def test_cvae_zero_weight_terms_are_not_computed():
 
 def test_cvae_nonzero_weights_call_each_term_once():
     out, y, mask = _output()
-    with mock.patch.object(L, "gradient_loss", wraps=L.gradient_loss) as spy:
+    with mock.patch.object(LC, "gradient_loss", wraps=L.gradient_loss) as spy:
         L.cvae_loss(out, y, mask, _all_on(), beta=0.01, tail_threshold=20.0, head="relu")
     spy.assert_called_once()
     assert spy.call_args.kwargs == {"variant": "signed"}

@@ -10,10 +10,10 @@ import torch
 import xarray as xr
 from click.testing import CliRunner
 
-from downpour.cli_nowcast import nowcast
-from downpour.errors import DownpourError
-from downpour.metrics.nowcast import LeadScores, beats_persistence, verify_nowcast
-from downpour.nowcasting import (
+from downpour.cli.nowcast import nowcast
+from downpour.core.errors import DownpourError
+from downpour.nowcast.verify import LeadScores, beats_persistence, verify_nowcast
+from downpour.nowcast.forecast import (
     RolloutRangeWarning,
     forecast,
     init_index,
@@ -304,7 +304,7 @@ def test_cli_verify_with_pysteps_extrapolation(trained, tmp_path):
 
 
 def test_probability_matching_by_smoothed_ranks_removes_pixel_noise():
-    from downpour.nowcasting import probability_match
+    from downpour.nowcast.forecast import probability_match
 
     i, j = torch.meshgrid(torch.arange(9), torch.arange(9), indexing="ij")
     field = 0.3 * ((i + j) % 2 == 0).float()  # pixel-scale noise
@@ -324,7 +324,7 @@ def test_probability_matching_by_smoothed_ranks_removes_pixel_noise():
 
 
 def test_group_is_registered_on_the_main_cli():
-    from downpour.cli import cli
+    from downpour.cli.main import cli
 
     res = CliRunner().invoke(cli, ["nowcast", "--help"])
     assert res.exit_code == 0 and "train" in res.output and "verify" in res.output

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from downpour.losses import nowcast_loss, spectral_loss
+from downpour.losses import spectral_loss
+from downpour.nowcast.loss import nowcast_loss
 from downpour.models.nowcast import NowcastUNet, floor_straight_through
 
 

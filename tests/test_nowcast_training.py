@@ -7,10 +7,10 @@ import xarray as xr
 from lightning.pytorch.callbacks import Callback
 
 from downpour.config import load_config
-from downpour.data.radar import temporal_encoding
-from downpour.errors import DownpourError
-from downpour.nowcasting import load_nowcaster, train_nowcast
-from downpour.training.nowcast_module import (
+from downpour.nowcast.radar import temporal_encoding
+from downpour.core.errors import DownpourError
+from downpour.nowcast.forecast import load_nowcaster, train_nowcast
+from downpour.nowcast.module import (
     NowcastDataModule,
     NowcastWindows,
     load_nowcast_source,
@@ -192,7 +192,7 @@ def test_training_learns_and_checkpoint_round_trips(tmp_path):
 
 
 def test_nan_loss_stops_with_step_and_term(tmp_path, monkeypatch):
-    import downpour.training.nowcast_module as nm
+    import downpour.nowcast.module as nm
 
     real = nm.nowcast_loss
     calls = {"n": 0}
@@ -211,7 +211,7 @@ def test_nan_loss_stops_with_step_and_term(tmp_path, monkeypatch):
 
 
 def test_crop_is_shared_by_inputs_targets_mask_and_prefers_rain():
-    from downpour.training.nowcast_module import _rainy_crop
+    from downpour.nowcast.module import _rainy_crop
 
     torch.manual_seed(0)
     inputs = torch.arange(2 * 3 * 24 * 24, dtype=torch.float32).reshape(2, 3, 24, 24)
@@ -234,7 +234,7 @@ def test_crop_is_shared_by_inputs_targets_mask_and_prefers_rain():
 
 
 def test_shuffle_replays_per_epoch_and_splits_ranks():
-    from downpour.training.nowcast_module import _EpochShuffle
+    from downpour.nowcast.module import _EpochShuffle
 
     a, b = _EpochShuffle(10, seed=3), _EpochShuffle(10, seed=3)
     a.set_epoch(2)

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 from downpour.config import load_config
-from downpour.pipeline import augmentation_verdict, run_pipeline
+from downpour.downscaling.pipeline import augmentation_verdict, run_pipeline
 
 TINY_SRDRN = [
     "srdrn.filters=4",

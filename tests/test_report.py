@@ -8,15 +8,15 @@ import subprocess
 
 import pytest
 
-from downpour.report import read_training_log, write_report
-from downpour.verify import verify_run
+from downpour.report.html import read_training_log, write_report
+from downpour.downscaling.verify import verify_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def report_run(sampled_run, tmp_path_factory):
-    from downpour.evaluation import evaluate
+    from downpour.downscaling.quality import evaluate
 
     run = tmp_path_factory.mktemp("report_run")
     for sub in ("data", "logs", "checkpoints"):

@@ -9,11 +9,11 @@ import torch
 import xarray as xr
 from click.testing import CliRunner
 
-from downpour.cli import cli
+from downpour.cli.main import cli
 from downpour.config import SamplingConfig, load_config
-from downpour.data.prepare import prepare
-from downpour.errors import DownpourError
-from downpour.sampling import load_cvae, sample_cvae, write_samples
+from downpour.downscaling.prepare import prepare
+from downpour.core.errors import DownpourError
+from downpour.downscaling.sampling import load_cvae, sample_cvae, write_samples
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +61,8 @@ def test_same_seed_same_samples_other_seed_differs(trained):
 
 def test_matches_the_network_member_by_member(trained):
     """Each event equals CVAE.sample on that day alone with the event's own generator."""
-    from downpour.data.dataset import PrecipDataset
-    from downpour.sampling import event_generator
+    from downpour.downscaling.dataset import PrecipDataset
+    from downpour.downscaling.sampling import event_generator
 
     store = trained / "data" / "store.zarr"
     s = SamplingConfig(mode="posterior", members=2, seed=5, batch_size=3, days="all")
@@ -141,8 +141,8 @@ def test_errors(trained, tmp_path, small_overrides):
 
 
 def test_no_heavy_day_in_selection(trained, tmp_path):
-    from downpour.data.dataset import PrecipDataset
-    from downpour.sampling import select_days
+    from downpour.downscaling.dataset import PrecipDataset
+    from downpour.downscaling.sampling import select_days
 
     ds = PrecipDataset(trained / "data" / "store.zarr", "train")
     ds._is_heavy[:] = False  # a split without heavy days

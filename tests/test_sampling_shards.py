@@ -10,12 +10,12 @@ import torch
 import xarray as xr
 from click.testing import CliRunner
 
-import downpour.sampling as sampling_mod
-from downpour.cli import cli
+import downpour.downscaling.sampling as sampling_mod
+from downpour.cli.main import cli
 from downpour.config import SamplingConfig
-from downpour.data.dataset import PrecipDataset
-from downpour.errors import DownpourError
-from downpour.sampling import (
+from downpour.downscaling.dataset import PrecipDataset
+from downpour.core.errors import DownpourError
+from downpour.downscaling.sampling import (
     event_generator,
     load_cvae,
     merge_samples,

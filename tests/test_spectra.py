@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 from downpour.metrics.spectra import mean_rapsd, rapsd, ring_index
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from downpour.config import SRDRNConfig, load_config
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 from downpour.models.registry import MODELS, build_model
 from downpour.models.srdrn import LOG1P_MAX, SRDRN, upsample_factors
 

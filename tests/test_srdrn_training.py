@@ -12,17 +12,17 @@ import xarray as xr
 from lightning.pytorch.callbacks import Callback
 
 from downpour.config import load_config
-from downpour.data.prepare import prepare
+from downpour.downscaling.prepare import prepare
 from downpour.data.sampler import StratifiedBatchSampler
-from downpour.errors import DownpourError
-from downpour.training.datamodule import read_store_info
-from downpour.training.fit_srdrn import (
+from downpour.core.errors import DownpourError
+from downpour.downscaling.datamodule import read_store_info
+from downpour.downscaling.train_srdrn import (
     FixedLengthBatchSampler,
     load_srdrn,
     predict_srdrn,
     train_srdrn,
 )
-from downpour.training.srdrn_module import SRDRNModule, srdrn_train_config
+from downpour.downscaling.srdrn_module import SRDRNModule, srdrn_train_config
 
 SMALL = [
     "data.embedded.n_years=2",
@@ -266,7 +266,7 @@ def test_checkpoint_round_trip_and_prediction(small_run, augmented, tmp_path):
 
 
 def test_nan_loss_stops_with_the_step(small_run, tmp_path, monkeypatch):
-    import downpour.training.srdrn_module as sm
+    import downpour.downscaling.srdrn_module as sm
 
     real = sm.weighted_reconstruction
     calls = {"n": 0}

@@ -8,7 +8,7 @@ import torch
 import xarray as xr
 from scipy import stats
 
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 from downpour.metrics.verification import (
     VerificationAccumulator,
     categorical_scores,

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from downpour.cli import cli
+from downpour.cli.main import cli
 from downpour.config import load_config
-from downpour.data.prepare import prepare
-from downpour.errors import DownpourError
+from downpour.downscaling.prepare import prepare
+from downpour.core.errors import DownpourError
 from downpour.metrics.verification import VerificationAccumulator
 
 THR = {"P95": 6.0, "10mm": 10.0}
@@ -194,8 +194,8 @@ def srdrn_ckpt(run, tmp_path_factory) -> Path:
     """An untrained small SRDRN checkpoint of the run's store (as `downpour train srdrn` writes)."""
     import torch
 
-    from downpour.training.datamodule import read_store_info
-    from downpour.training.srdrn_module import SRDRNModule
+    from downpour.downscaling.datamodule import read_store_info
+    from downpour.downscaling.srdrn_module import SRDRNModule
 
     over = ["srdrn.filters=8", "srdrn.res_blocks=2", "srdrn.upsample_filters=8"]
     torch.manual_seed(0)
@@ -223,7 +223,7 @@ def _record_days(monkeypatch, cls: type, method: str) -> list[int]:
 @pytest.mark.parametrize("name", ["bicubic", "bcsd"])
 def test_baseline_predicts_only_the_selected_days(run, monkeypatch, name):
     from downpour.models.baselines import BCSD, Bicubic
-    from downpour.training.fit_srdrn import predict_baseline
+    from downpour.downscaling.train_srdrn import predict_baseline
 
     store = run / "data" / "store.zarr"
     whole = predict_baseline(name, store, split="test")
@@ -240,7 +240,7 @@ def test_baseline_predicts_only_the_selected_days(run, monkeypatch, name):
 
 def test_srdrn_predicts_only_the_selected_days(run, srdrn_ckpt, monkeypatch):
     from downpour.models.srdrn import SRDRN
-    from downpour.training.fit_srdrn import predict_srdrn
+    from downpour.downscaling.train_srdrn import predict_srdrn
 
     store = run / "data" / "store.zarr"
     whole = predict_srdrn(srdrn_ckpt, store, split="test", device="cpu")
@@ -258,7 +258,7 @@ def test_srdrn_predicts_only_the_selected_days(run, srdrn_ckpt, monkeypatch):
 def test_verify_period_predicts_only_its_days(run, srdrn_ckpt, monkeypatch, tmp_path):
     from downpour.models.baselines import Bicubic
     from downpour.models.srdrn import SRDRN
-    from downpour.verify import verify_run
+    from downpour.downscaling.verify import verify_run
 
     bicubic_days = _record_days(monkeypatch, Bicubic, "predict")
     srdrn_days = _record_days(monkeypatch, SRDRN, "forward")
@@ -275,7 +275,7 @@ def test_verify_period_predicts_only_its_days(run, srdrn_ckpt, monkeypatch, tmp_
 def test_merge_refuses_pieces_of_another_checkpoint_run_or_store(run, srdrn_ckpt, tmp_path):
     import torch
 
-    from downpour.verify import merge_states, verify_run
+    from downpour.downscaling.verify import merge_states, verify_run
 
     ckpt = tmp_path / "run_ckpt" / "best.ckpt"
     ckpt.parent.mkdir()
@@ -328,7 +328,7 @@ def test_merge_refuses_pieces_of_another_checkpoint_run_or_store(run, srdrn_ckpt
 
 
 def test_a_failed_save_leaves_the_previous_state_folder_intact(tmp_path, monkeypatch):
-    from downpour.verify import save_states
+    from downpour.downscaling.verify import save_states
 
     pred, truth, mask, times = fields()
     old = {n: accumulate(pred, truth, mask, times, slice(0, 10)) for n in ("a", "b", "c")}

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 from downpour.metrics.verification import VerificationAccumulator, paired_difference
-from downpour.verify import significance_lines, verification_table, verify_models, verify_run
+from downpour.downscaling.verify import significance_lines, verification_table, verify_models, verify_run
 
 
 def fields(rng, days=40, h=12, w=10):
@@ -93,7 +93,7 @@ def test_verify_run_with_baselines(sampled_run, tmp_path):
 
 
 def test_verify_refuses_an_augmented_store(tmp_path, sampled_run):
-    from downpour.augment import augment
+    from downpour.downscaling.augment import augment
     from downpour.config import AugmentConfig
 
     aug = tmp_path / "aug.zarr"

@@ -5,7 +5,7 @@ honest verification of extremes, and radar nowcasting. See DESIGN.md for the
 shared picture and the README for the two commands.
 """
 
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 
 __all__ = ["DownpourError", "__version__"]
 __version__ = "0.1.0"

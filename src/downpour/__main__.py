@@ -1,6 +1,6 @@
 """Allow ``python -m downpour``."""
 
-from downpour.cli import main
+from downpour.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""A tiny prepared store, written by hand in the layout of ``downpour.data.store``.
+"""A tiny prepared store, written by hand in the layout of ``downpour.downscaling.store``.
 
 60 days from 2001-01-01, high-res 24×24, low-res 4×4 (scale factor 6),
 predictor channels ``pr`` (block mean of the target, precipitation) and

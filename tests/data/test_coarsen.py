@@ -3,7 +3,7 @@ import pytest
 import xarray as xr
 
 from downpour.data.coarsen import block_mean, coarsen_coords, fit_grid, regrid_to
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 
 
 def field(h, w, t=2):

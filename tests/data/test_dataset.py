@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from downpour.data.dataset import PrecipDataset
+from downpour.downscaling.dataset import PrecipDataset
 from downpour.data.normalize import Normalization
 from downpour.data.sampler import StratifiedBatchSampler
 from downpour.data.transforms import RandomFlip
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 
 
 def _expected(store, row: int, norm: Normalization | None = None) -> dict[str, np.ndarray]:
@@ -286,7 +286,7 @@ def test_persistent_workers_see_every_epoch(tiny_store):
     """Workers kept alive across epochs augment exactly as the main process does."""
     from downpour.config import TrainConfig
     from downpour.data.transforms import build_transform
-    from downpour.training.datamodule import _EpochBatchSampler
+    from downpour.downscaling.datamodule import _EpochBatchSampler
 
     t = build_transform(flips=True, noise=0.2, precip_channels=[0])
 

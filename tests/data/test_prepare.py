@@ -8,8 +8,8 @@ import xarray as xr
 from downpour.config import load_config
 from downpour.data.coarsen import block_mean
 from downpour.data.normalize import Normalization
-from downpour.data.prepare import prepare
-from downpour.data.store import open_store
+from downpour.downscaling.prepare import prepare
+from downpour.downscaling.store import open_store
 
 
 def write_case(tmp, seed=0, test_scale=1.0, sea=True, predictors=False):

@@ -6,7 +6,7 @@ import torch
 import xarray as xr
 
 from downpour.config import VariableSource
-from downpour.data.radar import (
+from downpour.nowcast.radar import (
     DBR_FLOOR,
     RadarSequenceDataset,
     coarsen_radar,
@@ -18,7 +18,7 @@ from downpour.data.radar import (
     sequence_windows,
     temporal_encoding,
 )
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 RADAR = DATA / "radar_mch_20160711.nc"

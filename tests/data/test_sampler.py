@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from downpour.data.sampler import StratifiedBatchSampler
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 
 
 def _heavy(n: int, n_heavy: int, seed: int = 0) -> np.ndarray:

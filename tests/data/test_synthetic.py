@@ -1,4 +1,4 @@
-"""Tests of the embedded synthetic dataset (``downpour.data.synthetic``).
+"""Tests of the embedded synthetic dataset (``downpour.downscaling.synthetic``).
 
 The statistics are computed once, on the default dataset (8 years, 156x132),
 over land pixel-days; wet means >= 0.1 mm/day. Reference values of the real
@@ -15,8 +15,8 @@ import scipy.stats
 import xarray as xr
 
 from downpour.config import EmbeddedConfig
-from downpour.data.synthetic import make_embedded
-from downpour.errors import DownpourError
+from downpour.downscaling.synthetic import make_embedded
+from downpour.core.errors import DownpourError
 
 WET = 0.1
 SMALL = EmbeddedConfig(seed=7, start_year=2003, n_years=1, height=48, width=36, scale_factor=12)

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 from downpour.metrics.sample_quality import (
     diversity,
     evaluate_samples,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from downpour.config import ModelConfig, load_config
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 from downpour.models import CVAE, MODELS, build_model
 from downpour.models.cvae import level_sizes
 

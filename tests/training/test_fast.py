@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from downpour.config import load_config
-from downpour.data.prepare import prepare
+from downpour.downscaling.prepare import prepare
 from downpour.models.srdrn import SRDRN
 from downpour.training.fast import prepare_net, to_memory_format
 from downpour.training.fit import train_cvae
@@ -110,7 +110,7 @@ def test_split_bytes_and_automatic_in_memory(small_run, monkeypatch):
 
 
 def test_launched_processes_must_not_all_prepare_the_store(tmp_path, monkeypatch):
-    from downpour.errors import DownpourError
+    from downpour.core.errors import DownpourError
     from downpour.training.fit import ensure_store, launched_processes
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
@@ -126,7 +126,7 @@ def test_launched_processes_must_not_all_prepare_the_store(tmp_path, monkeypatch
 
 
 def test_srdrn_channels_last_overrides_train():
-    from downpour.training.srdrn_module import srdrn_train_config
+    from downpour.downscaling.srdrn_module import srdrn_train_config
 
     def resolved(*over: str) -> bool:
         return srdrn_train_config(load_config("demo", list(over))).channels_last

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from downpour.config import load_config
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 from downpour.training.schedules import KL_SCHEDULES, kl_weight
 
 

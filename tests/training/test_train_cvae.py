@@ -8,10 +8,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from downpour.cli import cli
+from downpour.cli.main import cli
 from downpour.config import load_config
-from downpour.data.prepare import prepare
-from downpour.errors import DownpourError
+from downpour.downscaling.prepare import prepare
+from downpour.core.errors import DownpourError
 from downpour.training.fit import train_cvae
 
 SMALL = [
@@ -100,7 +100,7 @@ def test_demo_preset_trains_two_epochs(small_run, tmp_path):
 def test_overfits_eight_days(small_run, tmp_path):
     """Reconstruction loss of 8 training days (posterior mean, eval mode) falls by ≥ 80 %."""
     from downpour.losses import weighted_reconstruction
-    from downpour.training.cvae_module import CVAEModule
+    from downpour.downscaling.cvae_module import CVAEModule
 
     run = tmp_path / "run"
     cfg = load_config(
@@ -125,7 +125,7 @@ def test_overfits_eight_days(small_run, tmp_path):
             "loss.kl_schedule=constant",
         ],
     )
-    from downpour.data.dataset import PrecipDataset
+    from downpour.downscaling.dataset import PrecipDataset
 
     prepare(cfg, run)
     days = PrecipDataset(run, "train")
@@ -151,7 +151,7 @@ def test_overfits_eight_days(small_run, tmp_path):
         )
 
     torch.manual_seed(cfg.train.seed)
-    from downpour.training.datamodule import read_store_info
+    from downpour.downscaling.datamodule import read_store_info
 
     start = recon(CVAEModule(cfg, read_store_info(run), 1))
     fit(cfg, run, limit_val_batches=1, check_val_every_n_epoch=200)
@@ -185,7 +185,7 @@ def test_resume_gives_the_same_weights(small_run, tmp_path):
 
 
 def test_nan_loss_stops_with_step_and_term(small_run, tmp_path, monkeypatch):
-    import downpour.training.cvae_module as cm
+    import downpour.downscaling.cvae_module as cm
 
     real = cm.cvae_loss
     calls = {"n": 0}

@@ -2,7 +2,7 @@
 
 The store is the embedded dataset prepared with the ``demo`` preset (8
 years, 156×132). Batches come exactly as in training: the stratified heavy
-sampler, flips and noise, :class:`~downpour.data.dataset.PrecipDataset`
+sampler, flips and noise, :class:`~downpour.downscaling.dataset.PrecipDataset`
 reading one zarr chunk per day. Measured:
 
 - samples/s with 0, 1 and 2 worker processes (start-up excluded);
@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader
 
 from downpour.bench.machine import PeakMemory
 from downpour.config import load_config
-from downpour.data.dataset import PrecipDataset
-from downpour.data.prepare import prepare
+from downpour.downscaling.dataset import PrecipDataset
+from downpour.downscaling.prepare import prepare
 from downpour.data.sampler import StratifiedBatchSampler
 from downpour.data.transforms import build_transform
 

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from downpour.utils import atomic_write_text
+from downpour.core.files import atomic_write_text
 
 __all__ = ["DESIGN_NOTES_SAMPLES_PER_S", "results_markdown", "write_results_md"]
 

@@ -18,8 +18,8 @@ import torch
 
 from downpour.bench.machine import machine_facts, matmul_ceiling, memcpy_bandwidth
 from downpour.bench.training import VARIANTS, Variant, bench_training
-from downpour.errors import DownpourError
-from downpour.utils import atomic_write_text
+from downpour.core.errors import DownpourError
+from downpour.core.files import atomic_write_text
 
 __all__ = ["PARTS", "bf16_native", "run_bench"]
 

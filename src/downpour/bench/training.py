@@ -73,7 +73,7 @@ def fake_info(
 def fake_batch(
     info: dict[str, Any], batch_size: int, device: str = "cpu", seed: int = 0
 ) -> dict[str, torch.Tensor]:
-    """Generate a batch as :class:`~downpour.data.dataset.PrecipDataset` yields it.
+    """Generate a batch as :class:`~downpour.downscaling.dataset.PrecipDataset` yields it.
 
     Returns ``x (B, C, h, w)``, ``s (B, 4, H, W)``, ``y (B, 1, H, W)`` (log1p of
     gamma rain, 40 % dry) and ``mask (B, 1, H, W)`` (70 % land).
@@ -94,11 +94,11 @@ def fake_batch(
 
 def _module(kind: str, cfg: Config, info: dict[str, Any]) -> Any:
     if kind == "cvae":
-        from downpour.training.cvae_module import CVAEModule
+        from downpour.downscaling.cvae_module import CVAEModule
 
         return CVAEModule(cfg, info)
     if kind == "srdrn":
-        from downpour.training.srdrn_module import SRDRNModule
+        from downpour.downscaling.srdrn_module import SRDRNModule
 
         return SRDRNModule(cfg, info)
     raise ValueError(f"kind must be 'cvae' or 'srdrn', got {kind!r}")

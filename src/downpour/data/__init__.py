@@ -11,10 +11,10 @@ Modules (import what you need; nothing is imported eagerly here):
 - :mod:`~downpour.data.splits` — time splits and heavy-event labels
 - :mod:`~downpour.data.normalize` — normalisation fitted on training days
 - :mod:`~downpour.data.static` — static fields
-- :mod:`~downpour.data.synthetic` — the embedded dataset generator
-- :mod:`~downpour.data.prepare` — ``downpour prepare``
-- :mod:`~downpour.data.store` — the store layout and reader
-- :mod:`~downpour.data.dataset`, :mod:`~downpour.data.sampler`,
+- :mod:`~downpour.downscaling.synthetic` — the embedded dataset generator
+- :mod:`~downpour.downscaling.prepare` — ``downpour prepare``
+- :mod:`~downpour.downscaling.store` — the store layout and reader
+- :mod:`~downpour.downscaling.dataset`, :mod:`~downpour.data.sampler`,
   :mod:`~downpour.data.transforms` — torch side
 """
 

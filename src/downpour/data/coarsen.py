@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 from scipy.interpolate import LinearNDInterpolator
 
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 
 __all__ = ["GridFit", "block_mean", "coarsen_coords", "fit_grid", "regrid_to"]
 

@@ -6,7 +6,7 @@ Whatever the file's dimension order, latitude direction or coordinate style,
 along ``x``, coordinates ``lat``/``lon`` (1-D along y/x, or 2-D), float32
 values, packed integers decoded (``scale_factor``/``add_offset``) and fill
 values as NaN. Precipitation variables are converted to the target units.
-Every problem raises :class:`~downpour.errors.DownpourError` naming the file
+Every problem raises :class:`~downpour.core.errors.DownpourError` naming the file
 and the variable.
 """
 
@@ -21,7 +21,7 @@ import xarray as xr
 
 from downpour.config import VariableSource
 from downpour.data.units import conversion_factor, is_amount
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 
 __all__ = ["describe", "load_field", "open_file", "time_step_hours"]
 

@@ -53,7 +53,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 
 __all__ = ["StratifiedBatchSampler"]
 
@@ -130,7 +130,7 @@ class StratifiedBatchSampler(torch.utils.data.Sampler[list[int]]):
     ----------
     is_heavy
         Bool array of shape ``(n,)``: heavy flag of each dataset item
-        (:attr:`downpour.data.dataset.PrecipDataset.is_heavy`).
+        (:attr:`downpour.downscaling.dataset.PrecipDataset.is_heavy`).
     batch_size
         Items per batch (``train.batch_size``), per rank.
     min_heavy_fraction

@@ -11,7 +11,7 @@ import datetime as dt
 import numpy as np
 
 from downpour.config import SplitRange, SplitsConfig
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 
 __all__ = ["SPLITS", "assign_splits", "check_splits", "domain_statistic", "heavy_labels"]
 

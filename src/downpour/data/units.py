@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 
 __all__ = ["ACCEPTED_UNITS", "conversion_factor", "is_amount", "parse_units"]
 

@@ -40,7 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 
 __all__ = ["BootstrapResult", "bootstrap_days", "bootstrap_sums", "day_weights"]
 

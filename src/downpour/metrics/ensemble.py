@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 
 __all__ = ["CRPS_ESTIMATORS", "crps_ensemble", "mean_crps", "rank_histogram"]
 

@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import stats
 
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 
 __all__ = [
     "GPDTail",

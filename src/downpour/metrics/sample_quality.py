@@ -38,7 +38,7 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 
 __all__ = [
     "SampleQuality",

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 
 __all__ = ["mean_rapsd", "rapsd", "ring_index"]
 

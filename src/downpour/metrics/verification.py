@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 from downpour.metrics.bootstrap import BootstrapResult, bootstrap_days
 from downpour.metrics.day_stats import (
     BLOCK_CELLS,
@@ -372,7 +372,7 @@ class VerificationAccumulator:
     """Streaming verification: ``update`` batches of days, ``merge``, ``compute``.
 
     ``save`` and ``load`` keep the whole state in an ``.npz`` file
-    (:mod:`downpour.metrics.verification_state`), so that pieces of a long
+    (:mod:`downpour.downscaling.verify_state`), so that pieces of a long
     period verified in separate jobs can be merged.
 
     Parameters
@@ -543,14 +543,14 @@ class VerificationAccumulator:
     def save(self, path: str | Path) -> Path:
         """Write the whole state to an ``.npz`` file (atomically); :meth:`load` reads it back.
 
-        See :func:`downpour.metrics.verification_state.save_state`: a round trip is exact.
+        See :func:`downpour.downscaling.verify_state.save_state`: a round trip is exact.
 
         Returns
         -------
         pathlib.Path
             ``path``.
         """
-        from downpour.metrics.verification_state import save_state
+        from downpour.downscaling.verify_state import save_state
 
         return save_state(self, path)
 
@@ -564,7 +564,7 @@ class VerificationAccumulator:
             When the file is missing, is not such a state, or was written by
             another layout version.
         """
-        from downpour.metrics.verification_state import load_state
+        from downpour.downscaling.verify_state import load_state
 
         return load_state(path)
 

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 
-from downpour.errors import DownpourError
-from downpour.registry import Registry
+from downpour.core.errors import DownpourError
+from downpour.core.registry import Registry
 
 __all__ = [
     "BASELINES",

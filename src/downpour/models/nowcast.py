@@ -1,9 +1,9 @@
 """Residual U-Net for radar nowcasting: the next frame as the last frame plus a change.
 
 The network sees the last ``n_frames`` radar frames (in the transformed space
-of :func:`downpour.data.radar.rain_transform`: log1p or dBR) and predicts the
+of :func:`downpour.nowcast.radar.rain_transform`: log1p or dBR) and predicts the
 change ``Δ`` over the last one; the target time enters as its sin/cos
-encoding (hour of day, day of year, :func:`downpour.data.radar.temporal_encoding`)
+encoding (hour of day, day of year, :func:`downpour.nowcast.radar.temporal_encoding`)
 through a FiLM modulation of the bottleneck. The output is floored at the
 value of "no rain" so rain never turns negative.
 
@@ -94,7 +94,7 @@ class NowcastUNet(nn.Module):
     temporal_dim
         Size of the temporal encoding (4: sin/cos hour, sin/cos day).
     floor
-        Value of 0 mm/h in the input space (:func:`downpour.data.radar.no_rain_value`).
+        Value of 0 mm/h in the input space (:func:`downpour.nowcast.radar.no_rain_value`).
     offset, scale
         The network sees ``(frames − offset) / scale`` and its change is
         multiplied by ``scale`` (e.g. ``offset=-15, scale=10`` for dBR).

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from downpour.registry import Registry
+from downpour.core.registry import Registry
 
 __all__ = ["MODELS", "build_model"]
 

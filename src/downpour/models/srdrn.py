@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from downpour.config import SRDRNConfig
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 from downpour.models.registry import MODELS
 
 __all__ = ["SRDRN", "SRDRNResBlock", "UpsampleStage", "upsample_factors"]

@@ -22,11 +22,11 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from downpour.config import Config, save_config
-from downpour.errors import DownpourError
-from downpour.training.cvae_module import CVAEModule
-from downpour.training.datamodule import PrecipDataModule
+from downpour.core.errors import DownpourError
+from downpour.downscaling.cvae_module import CVAEModule
+from downpour.downscaling.datamodule import PrecipDataModule
 from downpour.training.trainer import build_trainer, checkpoint_paths, per_rank_batches
-from downpour.utils import atomic_write_text
+from downpour.core.files import atomic_write_text
 
 __all__ = [
     "EpochTimer",
@@ -135,7 +135,7 @@ def ensure_store(cfg: Config, run_dir: Path, *, echo: Any = print) -> Path:
             "torchrun): they would all prepare it at once. Run `downpour prepare --config C "
             f"--out {run_dir}` once before the multi-process job"
         )
-    from downpour.data.prepare import prepare
+    from downpour.downscaling.prepare import prepare
 
     echo(f"preparing {'the embedded dataset' if cfg.data.target is None else cfg.data.target.path}")
     prepare(cfg, run_dir)

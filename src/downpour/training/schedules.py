@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from downpour.registry import Registry
+from downpour.core.registry import Registry
 
 __all__ = ["KL_SCHEDULES", "KLSchedule", "kl_weight"]
 

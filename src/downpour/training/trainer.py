@@ -30,7 +30,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from downpour.config import Config, TrainConfig
-from downpour.errors import DownpourError
+from downpour.core.errors import DownpourError
 
 __all__ = [
     "LastCheckpoint",

@@ -1,0 +1,300 @@
+"""``downpour nowcast train | forecast | verify``: the radar nowcaster's commands.
+
+Thin layer over :mod:`downpour.nowcast.forecast` and :mod:`downpour.nowcast.verify`.
+The group adds itself to ``downpour.cli.main.cli`` on import.
+Input problems print one ``error:`` line and exit with status 2; a rollout
+that leaves the training range prints a ``warning:`` line naming the lead.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from downpour.cli.main import (
+    _config_options,
+    _Group,
+    _out_option,
+    cli,
+    console,
+)
+from downpour.cli.train import _print_train_result
+from downpour.config import Config, VariableSource
+from downpour.core.errors import DownpourError
+
+__all__ = ["nowcast"]
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def nowcast() -> None:
+    """Radar nowcasting: train the residual U-Net, forecast, verify.
+
+    `train` fits the U-Net on a radar sequence (nowcast.target, or the
+    embedded generator); `forecast` rolls a checkpoint forward from an init
+    time; `verify` scores it per lead time against persistence and pysteps'
+    optical-flow extrapolation.
+    """
+
+
+def _echo(msg: str) -> None:
+    console.print(escape(msg), soft_wrap=True)
+
+
+def _run_of(checkpoint: Path) -> Path:
+    """``RUN`` of ``RUN/checkpoints/nowcast/x.ckpt`` (the checkpoint's folder otherwise)."""
+    p = checkpoint.resolve()
+    return p.parents[2] if p.parent.parent.name == "checkpoints" else p.parent
+
+
+def _source(path: Path | None, variable: str | None, checkpoint: Path) -> VariableSource | None:
+    if path is None:
+        return None
+    if variable is None:
+        from downpour.nowcast.forecast import load_nowcaster
+
+        target = load_nowcaster(checkpoint)[1].nowcast.target
+        if target is None:
+            raise DownpourError(
+                f"--source {path}: the checkpoint was trained on the embedded generator, so "
+                "the variable is unknown; give --variable"
+            )
+        variable = target.variable
+    return VariableSource(path=path, variable=variable)
+
+
+def _warn_lines(caught: list[warnings.WarningMessage]) -> None:
+    for w in caught:
+        console.print(f"[bold yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True)
+
+
+@nowcast.command("train")
+@_config_options(default="nowcast")
+@_out_option()
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Continue from this checkpoint (e.g. RUN/checkpoints/nowcast/last.ckpt).",
+)
+def train_cmd(cfg: Config, out: Path | None, resume: Path | None) -> None:
+    """Train the nowcast U-Net (default config: the nowcast preset)."""
+    from downpour.nowcast.forecast import train_nowcast
+
+    run = out or Path("runs") / cfg.name
+    result = train_nowcast(cfg, run, resume=resume, echo=_echo)
+    _print_train_result(result)
+    m = result.metrics
+    if "val/MAE" in m and "val/MAE_persistence" in m:
+        _echo(
+            f"validation MAE {m['val/MAE']:.3f} mm/h (persistence {m['val/MAE_persistence']:.3f})"
+        )
+
+
+_checkpoint = click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Nowcast checkpoint (RUN/checkpoints/nowcast/best.ckpt or last.ckpt).",
+)
+_source_opts = [
+    click.option(
+        "--source",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Radar file (default: the checkpoint's nowcast.target or embedded generator).",
+    ),
+    click.option("--variable", default=None, help="Variable of --source (default: the run's)."),
+]
+
+
+def _with(options: list[Any]) -> Any:
+    def decorate(f: Any) -> Any:
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+
+    return decorate
+
+
+@nowcast.command("forecast")
+@_checkpoint
+@click.option("--init", "init", required=True, help="Time of the last observed frame (ISO).")
+@click.option(
+    "--hours",
+    type=float,
+    default=None,
+    help="Forecast length in hours [default: the run's nowcast.hours].",
+)
+@click.option("--to-end", is_flag=True, help="Forecast to the end of the source's time axis.")
+@_with(_source_opts)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output store (default: RUN/forecasts/nowcast_<init>.zarr, .nc for NetCDF).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["zarr", "netcdf"]),
+    default=None,
+    help="Store format [default: from --out's suffix, else the run's nowcast.format].",
+)
+def forecast_cmd(
+    checkpoint: Path,
+    init: str,
+    hours: float | None,
+    to_end: bool,
+    source: Path | None,
+    variable: str | None,
+    out: Path | None,
+    fmt: str | None,
+) -> None:
+    """Roll the model forward from --init, feeding its predictions back; write the store."""
+    from downpour.nowcast.forecast import forecast, load_nowcaster, write_forecast
+
+    if to_end and hours is not None:
+        raise DownpourError("give either --hours or --to-end, not both")
+    cfg = load_nowcaster(checkpoint)[1]
+    src = _source(source, variable, checkpoint)
+    length = None if to_end else (hours if hours is not None else float(cfg.nowcast.hours))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = forecast(checkpoint, init=init, hours=length, source=src)
+    from downpour.nowcast.forecast import RolloutRangeWarning
+
+    _warn_lines([w for w in caught if issubclass(w.category, RolloutRangeWarning)])
+    fmt = fmt or ("netcdf" if out is not None and out.suffix == ".nc" else cfg.nowcast.format)
+    if out is None:
+        stamp = str(ds.attrs["init_time"]).replace(":", "")
+        out = (
+            _run_of(checkpoint)
+            / "forecasts"
+            / (f"nowcast_{stamp}" + (".nc" if fmt == "netcdf" else ".zarr"))
+        )
+    write_forecast(ds, out, fmt)
+    n = ds.sizes["lead_time"]
+    last = ds["time"].values[-1]
+    _echo(
+        f"wrote {out}: {n} leads of {ds.attrs['step_minutes']} min from {ds.attrs['init_time']} "
+        f"to {str(last)[:16]}, grid {ds.sizes['y']}×{ds.sizes['x']}, mm/h; max "
+        f"{float(ds['domain_max'].max()):.1f} mm/h, wet fraction "
+        f"{float(ds['wet_fraction'].values[0]):.3f} → {float(ds['wet_fraction'].values[-1]):.3f}"
+    )
+
+
+_FLAGS = {"csi_1": "C", "fss_1": "F", "csi_heavy_not_worse": "H"}
+
+
+def scores_table(result: dict[str, Any]) -> Table:
+    """Return the score-vs-lead table of :func:`downpour.nowcast.verify.verify_nowcast`."""
+    from downpour.nowcast.verify import score_rows
+
+    methods = list(result["methods"])
+    short = "/".join(m[0] for m in methods)  # m/p/e
+    heavy = f"{max(result['thresholds']):g}"
+    sc = result["scales"][len(result["scales"]) // 2]
+    table = Table(
+        title=escape(
+            f"nowcast scores vs lead, {result['period']} period, {len(result['inits'])} inits "
+            f"({short} = {', '.join(methods)})"
+        ),
+        title_justify="left",
+        caption=f"FSS at {sc}×{sc} px. beats: ✓ = model > persistence on CSI and FSS at "
+        f"1 mm/h and ≥ on CSI at {heavy} mm/h; else the failed ones (C, F, H)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    heads = ("lead", "n", f"CSI1 {short}", f"CSI{heavy} {short}", f"FSS1 {short}")
+    for col in (*heads, f"RMSE {short}", "beats"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for row in score_rows(result):
+        if "model" not in row:
+            continue
+
+        def cell(key: str, fmt: str = ".2f", row: dict[str, Any] = row) -> str:
+            text = (format(row[m][key], fmt) for m in methods if m in row)
+            return "/".join(t[1:] if t.startswith("0.") else t for t in text)  # .70/.65
+
+        failed = "".join(_FLAGS[k] for k, v in row["beats"].items() if not v)
+        minutes = int(row["lead_min"])
+        table.add_row(
+            f"{minutes // 60}:{minutes % 60:02d}",
+            str(row["model"]["n"]),
+            cell("csi_1"),
+            cell("csi_heavy"),
+            cell("fss_1"),
+            cell("rmse", ".1f"),
+            "-" if not row["beats"] else (failed or "✓"),
+        )
+    return table
+
+
+@nowcast.command("verify")
+@_checkpoint
+@_with(_source_opts)
+@click.option(
+    "--period",
+    type=click.Choice(["test", "val", "all"]),
+    default="test",
+    show_default=True,
+    help="Init times whose truth lies in this period (all = includes training: in-sample).",
+)
+@click.option("--hours", type=float, default=None, help="Longest lead [default: nowcast.hours].")
+@click.option("--every", type=int, default=None, help="Steps between init times.")
+@click.option("--no-extrapolation", is_flag=True, help="Skip the pysteps extrapolation baseline.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run directory for metrics/ and figures/ (default: the checkpoint's run).",
+)
+def verify_cmd(
+    checkpoint: Path,
+    source: Path | None,
+    variable: str | None,
+    period: str,
+    hours: float | None,
+    every: int | None,
+    no_extrapolation: bool,
+    out: Path | None,
+) -> None:
+    """Score model, persistence and extrapolation per lead; JSON, figures and a table."""
+    from downpour.nowcast.verify import verify_nowcast
+
+    run = out or _run_of(checkpoint)
+    result = verify_nowcast(
+        checkpoint,
+        source=_source(source, variable, checkpoint),
+        period=period,
+        hours=hours,
+        every=every,
+        extrapolation=not no_extrapolation,
+        out_dir=run,
+        echo=_echo,
+    )
+    console.print(scores_table(result))
+    for note in result["notes"]:
+        _echo(f"note: {note}")
+    n_warn = len(result["range_warnings"])
+    if n_warn:
+        console.print(f"[bold yellow]warning:[/] {n_warn} rollout(s) left the training range:")
+        for msg in result["range_warnings"][:5]:
+            _echo(f"  {msg}")
+    _echo(
+        f"wrote {run / 'metrics' / 'verify_nowcast.json'}, {run / 'figures' / 'nowcast_scores.png'}"
+        f", {run / 'figures' / 'nowcast_maps.png'}"
+    )
+
+
+# `downpour nowcast ...`: registered here, so that `import downpour.cli.nowcast` at the end
+# of cli.py works whichever of the two modules is imported first.
+cli.add_command(nowcast)

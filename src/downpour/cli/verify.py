@@ -1,0 +1,132 @@
+"""``downpour verify``, ``verify-merge`` and ``report``: scores of a run and its HTML report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.markup import escape
+
+from downpour.cli.main import _print_verification, cli, console
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    metavar="NAME=CKPT",
+    help="SRDRN checkpoint to verify (repeatable; default: RUN/checkpoints/srdrn*/best.ckpt).",
+)
+@click.option(
+    "--baseline",
+    "baselines",
+    multiple=True,
+    default=("bicubic", "bcsd"),
+    show_default=True,
+    help="Baselines fitted on the training days (repeatable).",
+)
+@click.option("--split", default="test", show_default=True, help="Days to verify.")
+@click.option(
+    "--fixed",
+    multiple=True,
+    type=float,
+    default=(10.0, 20.0),
+    show_default=True,
+    help="Fixed event thresholds in the data's units (repeatable).",
+)
+@click.option("--n-boot", default=1000, show_default=True, help="Bootstrap resamples.")
+@click.option("--figures/--no-figures", default=True, show_default=True)
+@click.option(
+    "--period",
+    default=None,
+    metavar="START:END",
+    help="Only the days of the split in this inclusive range, e.g. 2002-01-01:2002-06-30 "
+    "or 2002:2011; one piece of a long archive.",
+)
+@click.option(
+    "--save-state",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Save the accumulators (one .npz per model and manifest.json) into DIR instead of "
+    "scoring; join pieces with `downpour verify-merge`.",
+)
+def verify(
+    run: Path,
+    checkpoints: tuple[str, ...],
+    baselines: tuple[str, ...],
+    split: str,
+    fixed: tuple[float, ...],
+    n_boot: int,
+    figures: bool,
+    period: str | None,
+    save_state: Path | None,
+) -> None:
+    """Verify the run's downscalers on the real test days (DESIGN.md §8.2).
+
+    Writes RUN/metrics/verify.json and RUN/figures/verify_*.png, and prints
+    the scores with bootstrap intervals and which differences are significant.
+    With --save-state, only saves the accumulators of the (--period) days.
+    """
+    from downpour.downscaling.verify import verify_run
+
+    ckpts = None
+    if checkpoints:
+        ckpts = {}
+        for item in checkpoints:
+            name, sep, path = item.partition("=")
+            if not sep:
+                name, path = Path(item).parent.name, item
+            ckpts[name] = Path(path)
+    result = verify_run(
+        run, checkpoints=ckpts, baselines=baselines, split=split, fixed=fixed, n_boot=n_boot,
+        figures=figures, period=period, save_state=save_state,
+        echo=lambda m: console.print(escape(m)),
+    )  # fmt: skip
+    if save_state is None:
+        _print_verification(result)
+
+
+@cli.command("verify-merge")
+@click.argument(
+    "state_dirs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="STATE_DIR..."
+)
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
+              help="Result JSON, e.g. RUN/metrics/verify.json.")  # fmt: skip
+@click.option("--n-boot", default=1000, show_default=True, help="Bootstrap resamples.")
+def verify_merge(state_dirs: tuple[Path, ...], out: Path, n_boot: int) -> None:
+    """Merge pieces saved by `verify --period ... --save-state DIR` and score them together.
+
+    Gives the result of one pass over all the pieces' days (bootstrap
+    intervals and paired differences included); a day in two pieces is an error.
+    """
+    from downpour.downscaling.verify import merge_states
+
+    result = merge_states(state_dirs, out, n_boot=n_boot, echo=lambda m: console.print(escape(m)))
+    _print_verification(result)
+    console.print(escape(f"wrote {out}"))
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
+              help="Output HTML file (default: RUN/report.html).")  # fmt: skip
+def report(run: Path, out: Path | None) -> None:
+    """Write one self-contained HTML report of a run (figures embedded)."""
+    from downpour.downscaling.pipeline import augmentation_verdict
+    from downpour.report.html import write_report
+
+    summary = ""
+    verify_json = run / "metrics" / "verify.json"
+    if verify_json.is_file():
+        import json
+
+        quality_json = run / "metrics" / "sample_quality.json"
+        quality = json.loads(quality_json.read_text()) if quality_json.is_file() else {}
+        summary = augmentation_verdict(
+            json.loads(verify_json.read_text()), quality.get("posterior_train")
+        )
+    path = write_report(run, out, summary=summary)
+    console.print(escape(f"wrote {path}"))

@@ -1,0 +1,194 @@
+"""LightningDataModule over a prepared store: stratified heavy batches, augmentation.
+
+Training batches come from :class:`~downpour.data.sampler.StratifiedBatchSampler`
+(at least ``train.min_heavy_fraction`` heavy days per batch), augmented with
+flips and rain noise (``train.flips``, ``train.noise``) seeded by
+(seed, epoch, day) so that a resumed run sees exactly the same batches.
+Validation uses every validation day once, in order, without augmentation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from downpour.config import TrainConfig
+from downpour.downscaling.dataset import PrecipDataset
+from downpour.data.sampler import StratifiedBatchSampler
+from downpour.downscaling.store import open_store, store_attr_json
+from downpour.data.transforms import build_transform
+
+__all__ = [
+    "IN_MEMORY_LIMIT",
+    "PrecipDataModule",
+    "StoreInfo",
+    "read_store_info",
+    "split_bytes",
+]
+
+
+#: Bytes of training + validation fields below which ``train.in_memory=None`` loads them.
+IN_MEMORY_LIMIT = 2 * 2**30
+
+
+def split_bytes(store: str | Path, splits: tuple[str, ...]) -> int:
+    """Return the bytes of the float32 target and predictor fields of the days of ``splits``."""
+    ds = open_store(store)
+    try:
+        days = int(np.isin(np.asarray(ds["split"].values).astype(object), list(splits)).sum())
+        per_day = int(np.prod(ds["target"].shape[1:])) + int(np.prod(ds["predictors"].shape[1:]))
+        return days * per_day * 4
+    finally:
+        ds.close()
+
+
+class StoreInfo(dict):
+    """Facts about a store that models and losses need (a plain dict, JSON-able).
+
+    Keys: ``x_channels``, ``s_channels``, ``shape`` (H, W), ``lowres_shape``,
+    ``scale_factor``, ``units``, ``thresholds`` (P90/P95/P99 of wet training
+    values), ``wet_threshold``, ``normalization`` (dict), ``precip_channels``.
+    """
+
+
+def read_store_info(store: str | Path) -> StoreInfo:
+    """Read the facts of :class:`StoreInfo` from a prepared store."""
+    ds = open_store(store)
+    try:
+        norm = store_attr_json(ds, "normalization")
+        return StoreInfo(
+            x_channels=int(ds["predictors"].shape[1]),
+            s_channels=int(ds["static"].shape[0]),
+            shape=[int(ds["target"].shape[1]), int(ds["target"].shape[2])],
+            lowres_shape=[int(ds["predictors"].shape[2]), int(ds["predictors"].shape[3])],
+            scale_factor=int(ds.attrs["scale_factor"]),
+            units=str(ds.attrs["units"]),
+            thresholds=store_attr_json(ds, "thresholds"),
+            wet_threshold=float(ds.attrs["wet_threshold"]),
+            normalization=norm,
+            precip_channels=[i for i, log in enumerate(norm["x_log1p"]) if log],
+        )
+    finally:
+        ds.close()
+
+
+class _EpochBatchSampler(StratifiedBatchSampler):
+    """Stratified sampler whose batches carry the epoch: lists of ``(epoch, index)``.
+
+    The dataset seeds each item's augmentation with that epoch, which also
+    reaches DataLoader workers kept alive across epochs (persistent workers
+    hold copies of the dataset made at their start).
+    """
+
+    def __init__(self, dataset: PrecipDataset, **kwargs: Any) -> None:
+        super().__init__(dataset.is_heavy, **kwargs)
+        self._dataset = dataset
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self._dataset.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:  # type: ignore[override]
+        """Yield this rank's batches of the current epoch as ``(epoch, index)`` pairs."""
+        for batch in super().__iter__():
+            yield [(self.epoch, i) for i in batch]
+
+
+class PrecipDataModule(L.LightningDataModule):
+    """Train/validation loaders of one prepared store.
+
+    Parameters
+    ----------
+    store
+        The prepared store (or a run directory holding ``data/store.zarr``).
+    train
+        Batch size, workers, seed, heavy fraction and augmentation settings.
+    batch_size
+        Overrides ``train.batch_size`` (SRDRN has its own).
+    in_memory
+        Hold the training and validation days in memory (fast for small
+        stores such as the demo); ``None``: ``train.in_memory``, and when
+        that is ``None`` too, whether they take under :data:`IN_MEMORY_LIMIT`.
+    """
+
+    def __init__(
+        self,
+        store: str | Path,
+        train: TrainConfig,
+        *,
+        batch_size: int | None = None,
+        in_memory: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.store = Path(store)
+        self.cfg = train
+        self.batch_size = batch_size or train.batch_size
+        self.info = read_store_info(store)
+        if in_memory is None:
+            in_memory = train.in_memory
+        if in_memory is None:
+            in_memory = split_bytes(store, ("train", "val")) < IN_MEMORY_LIMIT
+        self.in_memory = in_memory
+        self.train_set: PrecipDataset | None = None
+        self.val_set: PrecipDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Open the datasets (called by Lightning on every process)."""
+        if self.train_set is None:
+            transform = build_transform(
+                flips=self.cfg.flips,
+                noise=self.cfg.noise,
+                precip_channels=self.info["precip_channels"],
+            )
+            self.train_set = PrecipDataset(
+                self.store,
+                "train",
+                transform=transform,
+                in_memory=self.in_memory,
+                seed=self.cfg.seed,
+            )
+            self.val_set = PrecipDataset(self.store, "val", in_memory=self.in_memory)
+
+    def _loader_kwargs(self) -> dict[str, Any]:
+        workers = self.cfg.num_workers
+        return {
+            "num_workers": workers,
+            "persistent_workers": self.cfg.persistent_workers and workers > 0,
+            "pin_memory": self.cfg.pin_memory
+            if self.cfg.pin_memory is not None
+            else torch.cuda.is_available(),
+            "multiprocessing_context": "fork" if workers and _fork_ok() else None,
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        """Stratified, augmented batches; split across DDP ranks by the sampler."""
+        assert self.train_set is not None
+        trainer = self.trainer
+        sampler = _EpochBatchSampler(
+            self.train_set,
+            batch_size=self.batch_size,
+            min_heavy_fraction=self.cfg.min_heavy_fraction,
+            seed=self.cfg.seed,
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
+        )
+        return DataLoader(self.train_set, batch_sampler=sampler, **self._loader_kwargs())
+
+    def val_dataloader(self) -> DataLoader:
+        """Every validation day once, in time order."""
+        assert self.val_set is not None
+        return DataLoader(
+            self.val_set, batch_size=self.batch_size, shuffle=False, **self._loader_kwargs()
+        )
+
+
+def _fork_ok() -> bool:
+    import multiprocessing as mp
+
+    return "fork" in mp.get_all_start_methods()

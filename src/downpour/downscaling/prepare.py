@@ -1,0 +1,444 @@
+"""``downpour prepare``: files (or the embedded dataset) → training store + data card.
+
+Steps: read the target (and predictors, mask, elevation), fit the grid to the
+scale factor, derive or regrid the low-res predictors, validate, label the
+splits, fit the normalisation on the training days only, label heavy days,
+then write ``RUN/data/store.zarr`` (layout in :mod:`downpour.downscaling.store`),
+``RUN/data/card.json``, ``RUN/data/normalization.json`` and
+``RUN/config.yaml``. Nothing is written when any step fails, and the store
+appears only once complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from downpour import __version__
+from downpour.config import Config, DataConfig, VariableSource, save_config
+from downpour.data.coarsen import block_mean, coarsen_coords, fit_grid, regrid_to
+from downpour.data.io import describe, load_field
+from downpour.data.normalize import Normalization, fit_normalization
+from downpour.data.splits import SPLITS, assign_splits, domain_statistic, heavy_labels
+from downpour.data.static import build_static
+from downpour.downscaling.store import STORE_VERSION
+from downpour.core.errors import DownpourError
+from downpour.core.files import atomic_dir, atomic_write_text
+
+__all__ = ["PreparedArrays", "build_arrays", "data_card", "embedded_sources", "prepare"]
+
+
+@dataclass
+class PreparedArrays:
+    """Everything that goes into the store, in memory.
+
+    Shapes: ``y`` (T, H, W); ``x`` (T, C, h, w); ``static`` (S, H, W);
+    ``mask`` (H, W); ``split``, ``is_heavy``, ``heavy_stat``, ``times`` (T,).
+    """
+
+    y: np.ndarray
+    x: np.ndarray
+    static: np.ndarray
+    mask: np.ndarray
+    times: np.ndarray
+    split: np.ndarray
+    is_heavy: np.ndarray
+    heavy_stat: np.ndarray
+    heavy_threshold: float
+    channels: list[str]
+    static_channels: list[str]
+    coords: dict[str, tuple]
+    normalization: Normalization
+    info: dict[str, Any]
+
+
+def embedded_sources(data: DataConfig, folder: Path) -> DataConfig:
+    """Write the embedded dataset as NetCDF files and point a data config at them.
+
+    The embedded data then takes the same code path as real files.
+
+    Parameters
+    ----------
+    data
+        Data config whose ``target`` is None.
+    folder
+        Where ``embedded_hr.nc`` and ``embedded_lr.nc`` are written.
+    """
+    from downpour.downscaling.synthetic import make_embedded
+
+    hr_path, lr_path = folder / "embedded_hr.nc", folder / "embedded_lr.nc"
+    target, predictors = make_embedded(data.embedded)
+    for ds, path in ((target, hr_path), (predictors, lr_path)):
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        ds.to_netcdf(tmp)
+        tmp.replace(path)
+    return data.model_copy(
+        update={
+            "target": VariableSource(path=hr_path, variable="precip", kind="precip"),
+            "predictors": [
+                VariableSource(path=lr_path, variable="pr", kind="precip"),
+                VariableSource(path=lr_path, variable="q", kind="other"),
+            ],
+            "mask": VariableSource(path=hr_path, variable="lsm"),
+            "elevation": VariableSource(path=hr_path, variable="elevation"),
+            "scale_factor": data.embedded.scale_factor,
+        }
+    )
+
+
+def _align_time(times: np.ndarray, daily: bool) -> np.ndarray:
+    return times.astype("datetime64[D]").astype("datetime64[ns]") if daily else times
+
+
+def _check_target(
+    y: np.ndarray, valid: np.ndarray, times: np.ndarray, data: DataConfig, where: str
+) -> int:
+    """Refuse rain below -tolerance; clip rounding negatives (in place). Return the clip count."""
+    neg = valid & (y < 0)
+    if not neg.any():
+        return 0
+    bad = valid & (y < -data.negative_tolerance)
+    if bad.any():
+        t, i, j = np.argwhere(bad)[0]
+        raise DownpourError(
+            f"data.target: {where} has {int(bad.sum())} negative values below "
+            f"-{data.negative_tolerance} {data.units} (min {float(y[bad].min()):.4g}, first on "
+            f"{np.datetime_as_string(times[t], unit='D')} at cell y={i}, x={j}); rain cannot be "
+            "negative: fix the file, or raise data.negative_tolerance if these are rounding errors"
+        )
+    y[neg] = 0.0
+    return int(neg.sum())
+
+
+def _load_predictors(
+    data: DataConfig, y_da: xr.DataArray, times: np.ndarray, daily: bool, fitted_coords: dict
+) -> tuple[np.ndarray, list[str], list[bool]]:
+    f = data.scale_factor
+    h, w = y_da.sizes["y"] // f, y_da.sizes["x"] // f
+    if not data.predictors:
+        yv = y_da.values
+        x = block_mean(yv, f)
+        x = np.nan_to_num(x, nan=0.0)[:, None]  # blocks with no valid cell carry no rain
+        return x.astype(np.float32), ["pr_coarse"], [True]
+    lat_key = "lat_lr" if "lat_lr" in fitted_coords else "y_lr"
+    lon_key = "lon_lr" if "lon_lr" in fitted_coords else "x_lr"
+    lat_lr = np.asarray(fitted_coords[lat_key][1])
+    lon_lr = np.asarray(fitted_coords[lon_key][1])
+    if lat_lr.ndim == 1:
+        lat_lr, lon_lr = np.meshgrid(lat_lr, lon_lr, indexing="ij")
+    chans, names, logs = [], [], []
+    for k, src in enumerate(data.predictors):
+        role = f"data.predictors[{k}]"
+        da = load_field(src, role, target_units=data.units if src.kind == "precip" else None)
+        where = describe(src)
+        bad = ~np.isfinite(da.values)
+        if bad.any():
+            t = int(np.argwhere(bad)[0][0])
+            raise DownpourError(
+                f"{role}: {where} holds {int(bad.sum())} NaN/missing values (first on "
+                f"{np.datetime_as_string(da.time.values[t], unit='D')}); predictors must be "
+                "complete: fill the gaps (e.g. interpolate in time) or drop those days"
+            )
+        ptimes = _align_time(da.time.values, daily)
+        if np.unique(ptimes).size != ptimes.size:
+            raise DownpourError(f"{role}: {where} has duplicate time steps; remove them")
+        sorter = np.argsort(ptimes)
+        idx = sorter[np.searchsorted(ptimes, times, sorter=sorter).clip(0, ptimes.size - 1)]
+        found = ptimes[idx] == times
+        if not found.all():
+            missing = times[~found]
+            raise DownpourError(
+                f"{role}: time axes of the target and {where} do not match: {missing.size} of the "
+                f"target's {times.size} time steps are missing from the predictor (first: "
+                f"{np.datetime_as_string(missing[0], unit='D')}; predictor covers "
+                f"{np.datetime_as_string(ptimes.min(), unit='D')}.."
+                f"{np.datetime_as_string(ptimes.max(), unit='D')}); "
+                "use files covering the same days"
+            )
+        da = da.isel(time=idx)
+        vals = regrid_to(da, lat_lr, lon_lr, role)
+        if vals.shape[-2:] != (h, w):
+            raise DownpourError(f"{role}: {where} regrids to {vals.shape[-2:]}, expected {(h, w)}")
+        if src.kind == "precip" and (vals < -data.negative_tolerance).any():
+            raise DownpourError(
+                f"{role}: {where} holds negative precipitation "
+                f"(min {float(vals.min()):.4g}); fix the file"
+            )
+        chans.append(np.maximum(vals, 0) if src.kind == "precip" else vals)
+        names.append(src.name or src.variable)
+        logs.append(src.kind == "precip")
+    return np.stack(chans, axis=1).astype(np.float32), names, logs
+
+
+def build_arrays(data: DataConfig) -> PreparedArrays:
+    """Read, validate and assemble every array of the store (no writing).
+
+    Parameters
+    ----------
+    data
+        Data config with a ``target`` file (see :func:`embedded_sources`).
+
+    Returns
+    -------
+    PreparedArrays
+        Only the days that belong to a split are kept (the others are
+        counted in ``info["unused_days"]``).
+    """
+    if data.target is None:
+        raise ValueError("build_arrays needs a target file; call embedded_sources first")
+    where = describe(data.target)
+    y_da = load_field(data.target, "data.target", target_units=data.units)
+    daily = data.units == "mm/day"
+    times = _align_time(y_da.time.values, daily)
+    order = np.argsort(times, kind="stable")
+    if np.any(np.diff(times[order]).astype(np.int64) == 0):
+        raise DownpourError(f"data.target: {where} has duplicate time steps; remove them")
+    if not np.array_equal(order, np.arange(times.size)):
+        y_da, times = y_da.isel(time=order), times[order]
+    y_da = y_da.assign_coords(time=times)
+    raw_shape = (y_da.sizes["y"], y_da.sizes["x"])
+    y_da, fit = fit_grid(y_da, data.scale_factor, data.grid_fit)
+    lowres_coords = coarsen_coords(y_da, data.scale_factor)
+    split = assign_splits(times, data.splits, where)
+    keep = split != ""
+    unused = int((~keep).sum())
+    y = y_da.values
+    valid = np.isfinite(y).all(axis=0)
+    partial = int((np.isfinite(y).any(axis=0) & ~valid).sum())
+    mask = valid
+    static_fields: dict[str, np.ndarray] = {}
+    for key in ("mask", "elevation"):
+        src = getattr(data, key)
+        if src is None:
+            continue
+        raw = load_field(src, f"data.{key}", expect="static")
+        if raw.shape != raw_shape:
+            raise DownpourError(
+                f"data.{key}: {describe(src)} has grid {raw.shape[0]}×{raw.shape[1]}, the target "
+                f"{raw_shape[0]}×{raw_shape[1]}; static fields must be on the target grid"
+            )
+        static_fields[key] = fit_grid(raw, data.scale_factor, data.grid_fit, role=f"data.{key}")[
+            0
+        ].values
+    if "mask" in static_fields:
+        mask = valid & (np.nan_to_num(static_fields["mask"]) > 0.5)
+    if not mask.any():
+        raise DownpourError(
+            f"data.target: {where} has no cell valid on every day; nothing to train on"
+        )
+    x, channels, logs = _load_predictors(data, y_da, times, daily, lowres_coords)
+    y, x, times, split = y[keep], x[keep], times[keep], split[keep]
+    y = np.where(mask, y, 0.0).astype(np.float32)
+    clipped = _check_target(y, np.broadcast_to(mask, y.shape), times, data, where)
+    lat = y_da["lat"].values if "lat" in y_da.coords else y_da["y"].values
+    lon = y_da["lon"].values if "lon" in y_da.coords else y_da["x"].values
+    lat2 = np.broadcast_to(lat[:, None], mask.shape) if lat.ndim == 1 else lat
+    lon2 = np.broadcast_to(lon[None, :], mask.shape) if lon.ndim == 1 else lon
+    static, static_names = build_static(
+        mask, lat2, lon2, static_fields.get("elevation"), data.latlon
+    )
+    is_train = split == "train"
+    norm = fit_normalization(
+        x[is_train], y[is_train], mask, tuple(channels), tuple(logs), data.units
+    )
+    stat = domain_statistic(y, mask, data.heavy.statistic)
+    is_heavy, threshold = heavy_labels(stat, is_train, data.heavy.quantile)
+    coords: dict[str, tuple] = {"time": ("time", times)}
+    for name in ("lat", "lon", "y", "x"):
+        if name in y_da.coords:
+            c = y_da[name]
+            coords[name] = (tuple(map(str, c.dims)), c.values)
+    coords.update(lowres_coords)
+    info = {
+        "fit": fit.describe(),
+        "unused_days": unused,
+        "clipped_negative": clipped,
+        "partially_missing_cells": partial,
+        "target": {
+            "path": str(data.target.path),
+            "variable": data.target.variable,
+            "units_in_file": y_da.attrs.get("units_in_file"),
+        },
+        "predictors": "derived by block-mean coarsening of the target"
+        if not data.predictors
+        else [
+            {"path": str(p.path), "variable": p.variable, "kind": p.kind} for p in data.predictors
+        ],
+    }
+    return PreparedArrays(
+        y=y,
+        x=x,
+        static=static,
+        mask=mask,
+        times=times,
+        split=split,
+        is_heavy=is_heavy,
+        heavy_stat=stat.astype(np.float32),
+        heavy_threshold=threshold,
+        channels=channels,
+        static_channels=static_names,
+        coords=coords,
+        normalization=norm,
+        info=info,
+    )
+
+
+def _thresholds(y_train: np.ndarray, mask: np.ndarray, wet: float) -> dict[str, float]:
+    vals = y_train[:, mask]
+    wet_vals = vals[vals > wet]
+    if wet_vals.size == 0:
+        return {"P90": float("nan"), "P95": float("nan"), "P99": float("nan")}
+    p = np.percentile(wet_vals, [90, 95, 99])
+    return {"P90": float(p[0]), "P95": float(p[1]), "P99": float(p[2])}
+
+
+def data_card(arrays: PreparedArrays, data: DataConfig, name: str) -> dict[str, Any]:
+    """Summarise the prepared data: shapes, dates per split, thresholds, wet fraction, heavy days.
+
+    Wet fraction counts values ≥ ``data.wet_threshold`` over valid cells (as
+    DESIGN.md §8.1); thresholds are percentiles of wet (> ``wet_threshold``)
+    training values pooled over cells and days (as §8.2).
+    """
+    a = arrays
+    splits: dict[str, Any] = {}
+    for s in SPLITS:
+        sel = a.split == s
+        vals = a.y[sel][:, a.mask]
+        splits[s] = {
+            "days": int(sel.sum()),
+            "start": np.datetime_as_string(a.times[sel].min(), unit="D"),
+            "end": np.datetime_as_string(a.times[sel].max(), unit="D"),
+            "wet_fraction": float((vals >= data.wet_threshold).mean()),
+            "mean": float(vals.mean()),
+            "max": float(vals.max()),
+            "heavy_days": int((a.is_heavy & sel).sum()),
+        }
+    train = a.split == "train"
+    h, w = a.y.shape[1:]
+    return {
+        "name": name,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "downpour_version": __version__,
+        "units": data.units,
+        "shapes": {
+            "y": list(a.y.shape),
+            "x": list(a.x.shape),
+            "static": list(a.static.shape),
+        },
+        "grid": {
+            "high_res": [h, w],
+            "low_res": list(a.x.shape[-2:]),
+            "scale_factor": data.scale_factor,
+            "fit": a.info["fit"],
+            "valid_cells": int(a.mask.sum()),
+            "valid_fraction": float(a.mask.mean()),
+        },
+        "channels": a.channels,
+        "static_channels": a.static_channels,
+        "splits": splits,
+        "wet_threshold": data.wet_threshold,
+        "wet_fraction": splits["train"]["wet_fraction"],
+        "thresholds": _thresholds(a.y[train], a.mask, data.wet_threshold),
+        "thresholds_from": (
+            f"wet (> {data.wet_threshold} {data.units}) valid-cell values of the training split"
+        ),
+        "heavy": {
+            "statistic": data.heavy.statistic,
+            "quantile": data.heavy.quantile,
+            "threshold": a.heavy_threshold,
+            "counts": {s: splits[s]["heavy_days"] for s in SPLITS},
+        },
+        "source": {k: a.info[k] for k in ("target", "predictors")},
+        "unused_days": a.info["unused_days"],
+        "clipped_negative_values": a.info["clipped_negative"],
+        "partially_missing_cells": a.info["partially_missing_cells"],
+    }
+
+
+def _to_dataset(a: PreparedArrays, card: dict[str, Any], data: DataConfig) -> xr.Dataset:
+    ds = xr.Dataset(
+        {
+            "target": (
+                ("time", "y", "x"),
+                a.y,
+                {"units": data.units, "long_name": "precipitation"},
+            ),
+            "predictors": (
+                ("time", "channel", "y_lr", "x_lr"),
+                a.x,
+                {"long_name": "low-res predictors"},
+            ),
+            "static": (
+                ("static_channel", "y", "x"),
+                a.static,
+                {"long_name": "normalised static fields"},
+            ),
+            "mask": (("y", "x"), a.mask, {"long_name": "valid (land) cells"}),
+            "split": ("time", a.split.astype(object)),
+            "is_heavy": ("time", a.is_heavy),
+            "heavy_stat": ("time", a.heavy_stat, {"statistic": data.heavy.statistic}),
+            "is_synthetic": ("time", np.zeros(a.times.shape, dtype=bool)),
+        },
+        coords={
+            **a.coords,
+            "channel": ("channel", np.array(a.channels, dtype=object)),
+            "static_channel": ("static_channel", np.array(a.static_channels, dtype=object)),
+        },
+    )
+    ds.attrs.update(
+        downpour_store_version=STORE_VERSION,
+        units=data.units,
+        scale_factor=data.scale_factor,
+        wet_threshold=data.wet_threshold,
+        normalization=a.normalization.to_json(),
+        thresholds=json.dumps(card["thresholds"]),
+        heavy_threshold=a.heavy_threshold,
+        heavy_statistic=data.heavy.statistic,
+        source=json.dumps(card["source"]),
+    )
+    return ds
+
+
+def prepare(cfg: Config, out: str | Path) -> dict[str, Any]:
+    """Prepare the training store of a run directory.
+
+    Parameters
+    ----------
+    cfg
+        Resolved config; ``cfg.data.target`` None means the embedded dataset.
+    out
+        Run directory. Writes ``config.yaml``, ``data/store.zarr``,
+        ``data/card.json``, ``data/normalization.json`` (and, for the embedded
+        dataset, ``data/source/*.nc``).
+
+    Returns
+    -------
+    dict
+        The data card.
+    """
+    out = Path(out)
+    data = cfg.data
+    if data.target is None:
+        data = embedded_sources(data, out / "data" / "source")
+    arrays = build_arrays(data)
+    card = data_card(arrays, data, cfg.name)
+    ds = _to_dataset(arrays, card, data)
+    h, w = arrays.y.shape[1:]
+    encoding = {
+        "target": {"chunks": (1, h, w)},
+        "predictors": {"chunks": (1, *arrays.x.shape[1:])},
+    }
+    store = out / "data" / "store.zarr"
+    with atomic_dir(store) as tmp:
+        ds.to_zarr(tmp, mode="w", consolidated=False, encoding=encoding, zarr_format=3)
+    atomic_write_text(out / "data" / "normalization.json", arrays.normalization.to_json())
+    atomic_write_text(out / "data" / "card.json", json.dumps(card, indent=2))
+    save_config(cfg, out / "config.yaml")
+    return card

@@ -1,0 +1,165 @@
+"""``downpour evaluate``: score a samples store, write the JSON and the figures.
+
+:func:`evaluate` is the Python API behind the command. It opens a samples
+store written by ``downpour sample``, computes the sample-quality metrics of
+:mod:`downpour.metrics.sample_quality`, adds them to
+``RUN/metrics/sample_quality.json`` under the store's name (e.g.
+``posterior_train``; the other entries are kept) and draws
+``RUN/figures/<name>_{members,intensity,rapsd,distributions}.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from downpour.report import figures as plots
+from downpour.core.errors import DownpourError
+from downpour.metrics.sample_quality import SampleQuality, evaluate_samples
+from downpour.core.files import atomic_write_text
+
+__all__ = ["evaluate", "open_samples", "quality_rows", "read_quality"]
+
+
+def open_samples(path: str | Path) -> xr.Dataset:
+    """Open a samples store (zarr directory or NetCDF file) lazily."""
+    path = Path(path)
+    if not path.exists():
+        raise DownpourError(f"samples store {path} not found; write one with `downpour sample`")
+    try:
+        if path.is_dir():
+            return xr.open_zarr(path, consolidated=False, chunks=None)
+        return xr.open_dataset(path)
+    except Exception as exc:  # foreign or truncated stores raise many kinds
+        raise DownpourError(
+            f"samples store {path} cannot be read ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _run_of(path: Path) -> Path:
+    """Return the run directory of ``RUN/samples/<name>.zarr`` (else the store's folder)."""
+    return path.parent.parent if path.parent.name == "samples" else path.parent
+
+
+def evaluate(
+    samples: str | Path,
+    run_dir: str | Path | None = None,
+    *,
+    name: str | None = None,
+    figures: bool = True,
+    wet_threshold: float | None = None,
+) -> SampleQuality:
+    """Score one samples store and record the result in its run directory.
+
+    Parameters
+    ----------
+    samples
+        Samples store (``RUN/samples/<name>.zarr`` or any path).
+    run_dir
+        Where ``metrics/`` and ``figures/`` go (default: the store's run).
+    name
+        Entry name in ``sample_quality.json`` and figure prefix (default:
+        the store's file name without extension).
+    figures
+        Draw the PNG figures.
+    wet_threshold
+        Wet-cell threshold (default: the store's, else 0.1).
+
+    Returns
+    -------
+    SampleQuality
+    """
+    path = Path(samples)
+    run = Path(run_dir) if run_dir is not None else _run_of(path)
+    name = name or path.name.split(".")[0]
+    ds = open_samples(path)
+    quality = evaluate_samples(ds, wet_threshold=wet_threshold, source=str(path))
+    quality.summary["samples"] = str(path)
+    metrics_path = run / "metrics" / "sample_quality.json"
+    existing = read_quality(metrics_path) if metrics_path.exists() else {}
+    existing[name] = quality.summary
+    atomic_write_text(metrics_path, json.dumps(existing, indent=2, allow_nan=True) + "\n")
+    if figures:
+        units = str(ds.attrs.get("units", "mm/day"))
+        mode = str(ds.attrs.get("mode", ""))
+        label = f"{name} ({mode} mode)" if mode else name
+        fig_dir = run / "figures"
+        ds_small = ds[["samples", "target", "mask"]] if "mask" in ds else ds
+        plots.save(plots.plot_members(ds_small, units=units,
+                                      title=f"Heaviest events: real vs generated, {label}"),
+                   fig_dir / f"{name}_members.png")  # fmt: skip
+        plots.save(
+            plots.plot_intensity(
+                quality.pooled["real"], quality.pooled["generated"], units=units,
+                wet_threshold=quality.summary["wet_threshold"], title=label,
+            ),
+            fig_dir / f"{name}_intensity.png",
+        )  # fmt: skip
+        if quality.spectra.data_vars:
+            sp = quality.spectra
+            curves = {
+                "real": (sp["wavenumber"].values, sp["real"].values),
+                "generated": (sp["wavenumber"].values, sp["generated"].values),
+            }
+            plots.save(plots.plot_rapsd(curves, title=f"RAPSD, {label}", units=units),
+                       fig_dir / f"{name}_rapsd.png")  # fmt: skip
+        plots.save(plots.plot_distributions(quality.per_event, title=label),
+                   fig_dir / f"{name}_distributions.png")  # fmt: skip
+    return quality
+
+
+def read_quality(path: str | Path) -> dict[str, Any]:
+    """Read ``metrics/sample_quality.json`` (a run directory or the file itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics" / "sample_quality.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DownpourError(f"{path} not found; run `downpour evaluate` first") from None
+    except json.JSONDecodeError as exc:
+        raise DownpourError(f"{path} is not valid JSON ({exc})") from None
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}" if abs(v) < 1e4 else f"{v:.3g}"
+    return str(v)
+
+
+def quality_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Return the printed table of one summary as ``(metric, real, generated)`` rows."""
+    r, g = summary["real"], summary["generated"]
+    prior = summary.get("mode") == "prior"
+    rows = [
+        ("diversity", "", _fmt(summary["diversity"])),
+        (
+            "spatial correlation" + (" (prior mode)" if prior else ""),
+            "",
+            _fmt(summary["spatial_correlation"]),
+        ),
+        (
+            "wet fraction",
+            _fmt(summary["wet_fraction_real"]),
+            _fmt(summary["wet_fraction_generated"]),
+        ),  # fmt: skip
+        ("mass bias", "", _fmt(summary["mass_bias"])),
+        (
+            "KS tail (≥ P95)",
+            "",
+            f"{_fmt(summary['ks_tail']['statistic'])} (p={_fmt(summary['ks_tail']['pvalue'], 3)})",
+        ),  # fmt: skip
+        (
+            "KS wet",
+            "",
+            f"{_fmt(summary['ks_wet']['statistic'])} (p={_fmt(summary['ks_wet']['pvalue'], 3)})",
+        ),  # fmt: skip
+    ]
+    for key in ("mean", "P95", "P99", "max"):
+        rows.append((key, _fmt(r[key], 2), _fmt(g[key], 2)))
+    return rows

@@ -1,0 +1,42 @@
+"""Loss terms, one module per family, and one weighted-sum combiner.
+
+- :mod:`~downpour.losses.masked`: masked means and pooling (the conventions);
+- :mod:`~downpour.losses.reconstruction`: intensity-weighted, multi-scale,
+  mass, gradient, focal and hurdle terms;
+- :mod:`~downpour.losses.spectral`: Fourier-amplitude term;
+- :mod:`~downpour.losses.latent`: KL with free bits, wet-fraction target;
+- :mod:`~downpour.losses.combine`: :func:`weighted_sum` of a table of terms;
+- :mod:`~downpour.losses.cvae`: the cVAE objective.
+
+The nowcaster's loss lives with the nowcaster (:mod:`downpour.nowcast.loss`).
+"""
+
+from downpour.losses.combine import Term, weighted_sum
+from downpour.losses.cvae import cvae_loss
+from downpour.losses.latent import kl_divergence, sparsity
+from downpour.losses.reconstruction import (
+    GRAD_VARIANTS,
+    extreme_focal,
+    gradient_loss,
+    hurdle_loss,
+    mass_conservation,
+    multiscale_reconstruction,
+    weighted_reconstruction,
+)
+from downpour.losses.spectral import spectral_loss
+
+__all__ = [
+    "GRAD_VARIANTS",
+    "Term",
+    "cvae_loss",
+    "extreme_focal",
+    "gradient_loss",
+    "hurdle_loss",
+    "kl_divergence",
+    "mass_conservation",
+    "multiscale_reconstruction",
+    "sparsity",
+    "spectral_loss",
+    "weighted_reconstruction",
+    "weighted_sum",
+]

@@ -1,0 +1,1 @@
+"""The radar nowcasting domain: radar sequences, the U-Net, training, forecasters, verification."""

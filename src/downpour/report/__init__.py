@@ -1,0 +1,1 @@
+"""Figures, tables, the self-contained HTML report and side-by-side comparisons of runs."""
