@@ -6,7 +6,7 @@ import pytest
 
 from downpour.config import load_config
 from downpour.downscaling.prepare import prepare
-from downpour.training.fit import train_cvae
+from downpour.downscaling.train import train_cvae
 
 SMALL = [
     "data.embedded.n_years=2",
@@ -45,7 +45,8 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sampled_run(trained_run: Path) -> Path:
     """The small run with posterior samples of its heavy training days (K=3, no threshold)."""
     from downpour.config import SamplingConfig
-    from downpour.downscaling.sampling import sample_cvae, write_samples
+    from downpour.downscaling.sampling import sample_cvae
+    from downpour.downscaling.samples import write_samples
 
     s = SamplingConfig(mode="posterior", members=3, seed=3, pixel_threshold=0.0, batch_size=8)
     ds = sample_cvae(

@@ -53,7 +53,6 @@ def main(argv: list[str]) -> None:
     out = Path(argv[0])
     out.mkdir(parents=True, exist_ok=True)
     import downpour.training.fit as fit
-    import downpour.downscaling.train_srdrn as fit_srdrn
     from downpour.cli.main import cli
 
     original = fit.build_trainer
@@ -63,8 +62,7 @@ def main(argv: list[str]) -> None:
             *args, extra_callbacks=[*(extra_callbacks or []), RecordRank(out)], **kwargs
         )
 
-    fit.build_trainer = build_trainer
-    fit_srdrn.build_trainer = build_trainer
+    fit.build_trainer = build_trainer  # the one fit() scaffold of every model kind
     # sys.argv is left alone: Lightning relaunches rank 1 with it
     cli.main(args=argv[1:], prog_name="downpour")
 

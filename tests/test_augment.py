@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from downpour.downscaling.augment import augment, select_members
 from downpour.config import AugmentConfig, SamplingConfig, load_config
-from downpour.downscaling.dataset import PrecipDataset
 from downpour.core.errors import DownpourError
-from downpour.downscaling.sampling import sample_cvae, write_samples
+from downpour.downscaling.augment import augment, select_members
+from downpour.downscaling.dataset import PrecipDataset
+from downpour.downscaling.sampling import sample_cvae
+from downpour.downscaling.samples import write_samples
 
 
 @pytest.fixture(scope="module")

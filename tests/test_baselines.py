@@ -12,10 +12,10 @@ import xarray as xr
 import zarr
 
 from downpour.config import load_config
-from downpour.downscaling.prepare import prepare
 from downpour.core.errors import DownpourError
+from downpour.downscaling.predict import fit_baseline, predict_baseline
+from downpour.downscaling.prepare import prepare
 from downpour.models.baselines import BASELINES, BCSD, bicubic, build_baseline, precip_channel
-from downpour.downscaling.train_srdrn import fit_baseline, predict_baseline
 
 SMALL = [
     "data.embedded.n_years=2",

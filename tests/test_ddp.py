@@ -16,9 +16,9 @@ import torch
 import yaml
 
 from downpour.config import TrainConfig, load_config
+from downpour.data.sampler import StratifiedBatchSampler
 from downpour.downscaling.dataset import PrecipDataset
 from downpour.downscaling.prepare import prepare
-from downpour.data.sampler import StratifiedBatchSampler
 from downpour.training.trainer import processes_per_node, resolve_strategy
 
 ROOT = Path(__file__).resolve().parents[1]

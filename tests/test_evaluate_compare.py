@@ -8,11 +8,11 @@ import pytest
 import xarray as xr
 from click.testing import CliRunner
 
-from downpour.report import figures as plots
 from downpour.cli.main import cli
-from downpour.report.compare import compare_runs, to_markdown
 from downpour.downscaling.quality import evaluate, read_quality
 from downpour.metrics.sample_quality import evaluate_samples
+from downpour.report import figures as plots
+from downpour.report.compare import compare_runs, to_markdown
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

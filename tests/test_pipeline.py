@@ -55,7 +55,7 @@ def test_embedded_pipeline(tmp_path, small_overrides):
 @pytest.mark.skipif(not ERA5.is_file(), reason="../shared/data/era5land_quebec_1970.nc absent")
 def test_era5land_pipeline(tmp_path):
     cfg = load_config(
-        "examples/era5land_quebec",
+        str(Path(__file__).resolve().parents[1] / "examples" / "configs" / "era5land_quebec.yaml"),
         [*TINY_SRDRN, "model.base_filters=8", "model.d_z=8", "train.epochs=1",
          "data.heavy.quantile=0.8"],
     )  # fmt: skip

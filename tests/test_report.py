@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from downpour.report.html import read_training_log, write_report
 from downpour.downscaling.verify import verify_run
+from downpour.report.html import read_training_log, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

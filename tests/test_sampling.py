@@ -11,9 +11,10 @@ from click.testing import CliRunner
 
 from downpour.cli.main import cli
 from downpour.config import SamplingConfig, load_config
-from downpour.downscaling.prepare import prepare
 from downpour.core.errors import DownpourError
-from downpour.downscaling.sampling import load_cvae, sample_cvae, write_samples
+from downpour.downscaling.prepare import prepare
+from downpour.downscaling.sampling import load_cvae, sample_cvae
+from downpour.downscaling.samples import write_samples
 
 
 @pytest.fixture(scope="module")

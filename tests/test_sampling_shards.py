@@ -13,15 +13,14 @@ from click.testing import CliRunner
 import downpour.downscaling.sampling as sampling_mod
 from downpour.cli.main import cli
 from downpour.config import SamplingConfig
-from downpour.downscaling.dataset import PrecipDataset
 from downpour.core.errors import DownpourError
+from downpour.downscaling.dataset import PrecipDataset
+from downpour.downscaling.samples import merge_samples, write_samples
 from downpour.downscaling.sampling import (
     event_generator,
     load_cvae,
-    merge_samples,
     sample_cvae,
     sample_to_store,
-    write_samples,
 )
 
 JAN = (dt.date(2001, 1, 1), dt.date(2001, 1, 20))

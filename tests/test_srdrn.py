@@ -6,7 +6,7 @@ import pydantic
 import pytest
 import torch
 
-from downpour.config import SRDRNConfig, load_config
+from downpour.config import Config, SRDRNConfig, load_config
 from downpour.core.errors import DownpourError
 from downpour.models.registry import MODELS, build_model
 from downpour.models.srdrn import LOG1P_MAX, SRDRN, upsample_factors
@@ -154,8 +154,12 @@ def test_wrong_input_channels_is_an_error():
 
 
 def test_registered_as_srdrn():
-    net = build_model("srdrn", in_channels=2, filters=4, res_blocks=1, scale_factor=6)
+    cfg = Config(srdrn=SRDRNConfig(filters=4, res_blocks=1))
+    net = build_model("srdrn", cfg, {"x_channels": 2, "scale_factor": 6})
     assert "srdrn" in MODELS and isinstance(net, SRDRN) and net.factors == [2, 3]
+    assert net.in_channels == 2 and net.count_parameters() == SRDRN.from_config(
+        cfg.srdrn, in_channels=2, scale_factor=6
+    ).count_parameters()
 
 
 def test_config_fields():

@@ -12,17 +12,14 @@ import xarray as xr
 from lightning.pytorch.callbacks import Callback
 
 from downpour.config import load_config
-from downpour.downscaling.prepare import prepare
-from downpour.data.sampler import StratifiedBatchSampler
 from downpour.core.errors import DownpourError
+from downpour.data.batching import FixedLengthBatchSampler
+from downpour.data.sampler import StratifiedBatchSampler
 from downpour.downscaling.datamodule import read_store_info
-from downpour.downscaling.train_srdrn import (
-    FixedLengthBatchSampler,
-    load_srdrn,
-    predict_srdrn,
-    train_srdrn,
-)
+from downpour.downscaling.predict import load_srdrn, predict_srdrn
+from downpour.downscaling.prepare import prepare
 from downpour.downscaling.srdrn_module import SRDRNModule, srdrn_train_config
+from downpour.downscaling.train import train_srdrn
 
 SMALL = [
     "data.embedded.n_years=2",

@@ -1,4 +1,4 @@
-"""A tiny prepared store, written by hand in the layout of ``downpour.downscaling.store``.
+"""A tiny prepared store with closed-form values, written by ``downpour.downscaling.store``.
 
 60 days from 2001-01-01, high-res 24×24, low-res 4×4 (scale factor 6),
 predictor channels ``pr`` (block mean of the target, precipitation) and
@@ -15,7 +15,7 @@ predictor channels ``pr`` (block mean of the target, precipitation) and
 
 from __future__ import annotations
 
-import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import xarray as xr
 
 from downpour.data.normalize import Normalization, fit_normalization
+from downpour.downscaling.store import StoreWriter, day_dataset, static_dataset, store_attrs
 
 N_DAYS, SIZE, SCALE = 60, 24, 6
 
@@ -93,45 +93,43 @@ def write_store(
     times = pd.date_range("2001-01-01", periods=n_days, freq="D").values.astype("datetime64[ns]")
     train = split == "train"
     norm = fit_normalization(x[train], y[train], mask, ("pr", "q"), (True, False))
-    data_vars = {
-        "target": (("time", "y", "x"), y, {"units": "mm/day"}),
-        "predictors": (("time", "channel", "y_lr", "x_lr"), x),
-        "static": (("static_channel", "y", "x"), static),
-        "mask": (("y", "x"), mask),
-        "split": (("time",), split),
-        "is_heavy": (("time",), is_heavy),
-        "heavy_stat": (("time",), y.mean(axis=(1, 2)).astype(np.float32)),
-    }
-    if synthetic:
-        data_vars["is_synthetic"] = (("time",), is_synthetic)
-    ds = xr.Dataset(
-        data_vars,
+    days = day_dataset(
+        times,
+        target=y,
+        predictors=x,
+        split=split,
+        is_heavy=is_heavy,
+        heavy_stat=y.mean(axis=(1, 2)).astype(np.float32),
+        units="mm/day",
+        heavy_statistic="mean",
+        is_synthetic=is_synthetic,
+    )
+    static_ds = static_dataset(
+        static=static,
+        mask=mask,
+        channels=["pr", "q"],
+        static_channels=["mask", "elevation", "lat"],
         coords={
-            "time": times,
             "lat": (("y",), lat),
             "lon": (("x",), lon),
             "lat_lr": (("y_lr",), lat[: h * scale].reshape(h, scale).mean(axis=1)),
             "lon_lr": (("x_lr",), lon[: w * scale].reshape(w, scale).mean(axis=1)),
-            "channel": np.array(["pr", "q"], dtype=object),
-            "static_channel": np.array(["mask", "elevation", "lat"], dtype=object),
-        },
-        attrs={
-            "downpour_store_version": 1,
-            "units": "mm/day",
-            "scale_factor": scale,
-            "wet_threshold": 0.1,
-            "normalization": norm.to_json(),
-            "thresholds": json.dumps({"p90": 1.0, "p95": 2.0, "p99": 3.0}),
-            "heavy_threshold": 1.0,
-            "heavy_statistic": "mean",
-            "source": json.dumps({"kind": "test fixture"}),
         },
     )
-    encoding = {
-        "target": {"chunks": (1, height, width)},
-        "predictors": {"chunks": (1, 2, h, w)},
-    }
-    ds.to_zarr(path, mode="w", consolidated=False, encoding=encoding)
+    attrs = store_attrs(
+        units="mm/day",
+        scale_factor=scale,
+        wet_threshold=0.1,
+        normalization=norm.to_json(),
+        thresholds={"p90": 1.0, "p95": 2.0, "p99": 3.0},
+        heavy_threshold=1.0,
+        heavy_statistic="mean",
+        source={"kind": "test fixture"},
+    )
+    with StoreWriter(path, static_ds, attrs) as writer:
+        writer.write(days)
+    if not synthetic:  # a store written before augmentation existed: no is_synthetic variable
+        shutil.rmtree(Path(path) / "is_synthetic")
     return TinyStore(
         path=Path(path),
         y=y,

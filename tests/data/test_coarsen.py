@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from downpour.data.coarsen import block_mean, coarsen_coords, fit_grid, regrid_to
 from downpour.core.errors import DownpourError
+from downpour.data.coarsen import block_mean, coarsen_coords, fit_grid, regrid_to
 
 
 def field(h, w, t=2):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from downpour.downscaling.dataset import PrecipDataset
+from downpour.core.errors import DownpourError
 from downpour.data.normalize import Normalization
 from downpour.data.sampler import StratifiedBatchSampler
 from downpour.data.transforms import RandomFlip
-from downpour.core.errors import DownpourError
+from downpour.downscaling.dataset import PrecipDataset
 
 
 def _expected(store, row: int, norm: Normalization | None = None) -> dict[str, np.ndarray]:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from downpour.data.sampler import StratifiedBatchSampler
 from downpour.core.errors import DownpourError
+from downpour.data.sampler import StratifiedBatchSampler
 
 
 def _heavy(n: int, n_heavy: int, seed: int = 0) -> np.ndarray:

@@ -15,8 +15,8 @@ import scipy.stats
 import xarray as xr
 
 from downpour.config import EmbeddedConfig
-from downpour.downscaling.synthetic import make_embedded
 from downpour.core.errors import DownpourError
+from downpour.downscaling.synthetic import make_embedded
 
 WET = 0.1
 SMALL = EmbeddedConfig(seed=7, start_year=2003, n_years=1, height=48, width=36, scale_factor=12)

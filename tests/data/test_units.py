@@ -1,7 +1,7 @@
 import pytest
 
-from downpour.data.units import conversion_factor, is_amount, parse_units
 from downpour.core.errors import DownpourError
+from downpour.data.units import conversion_factor, is_amount, parse_units
 
 
 @pytest.mark.parametrize(

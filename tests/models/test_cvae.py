@@ -8,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from downpour.config import ModelConfig, load_config
+from downpour.config import Config, ModelConfig, load_config
 from downpour.core.errors import DownpourError
 from downpour.models import CVAE, MODELS, build_model
 from downpour.models.cvae import level_sizes
@@ -347,10 +347,11 @@ def test_bad_inputs_raise():
 
 
 def test_registry_builds_by_name():
-    net = build_model(
-        "cvae", cfg=ModelConfig(**TINY), x_channels=1, s_channels=0, shape=(8, 8), scale_factor=2
-    )
+    cfg = Config(model=ModelConfig(**TINY))
+    info = {"x_channels": 1, "s_channels": 0, "shape": [8, 8], "scale_factor": 2}
+    net = build_model("cvae", cfg, info)
     assert isinstance(net, CVAE) and "cvae" in MODELS
+    assert MODELS.names() == ["cvae", "nowcast", "srdrn"]
     net.eval()  # batch norm cannot train on one sample whose deepest level is 1×1
     assert net(torch.randn(1, 1, 4, 4), torch.randn(1, 0, 8, 8), mode="prior").y_hat.shape == (
         1,
@@ -359,7 +360,7 @@ def test_registry_builds_by_name():
         8,
     )
     with pytest.raises(DownpourError, match="unknown model 'cvea'; valid names: cvae"):
-        build_model("cvea")
+        build_model("cvea", cfg, info)
 
 
 # ------------------------------------------------------------------------------ size

@@ -7,9 +7,9 @@ import torch
 
 from downpour.config import load_config
 from downpour.downscaling.prepare import prepare
+from downpour.downscaling.train import train_cvae
+from downpour.models.fast import prepare_net, to_memory_format
 from downpour.models.srdrn import SRDRN
-from downpour.training.fast import prepare_net, to_memory_format
-from downpour.training.fit import train_cvae
 
 SMALL = [
     "data.embedded.n_years=2", "data.embedded.height=48", "data.embedded.width=36",
@@ -94,7 +94,7 @@ def test_split_bytes_and_automatic_in_memory(small_run, monkeypatch):
     import xarray as xr
 
     from downpour.config import TrainConfig
-    from downpour.training import datamodule as dmod
+    from downpour.downscaling import datamodule as dmod
 
     store = small_run / "data" / "store.zarr"
     ds = xr.open_zarr(store, consolidated=False)
@@ -111,7 +111,8 @@ def test_split_bytes_and_automatic_in_memory(small_run, monkeypatch):
 
 def test_launched_processes_must_not_all_prepare_the_store(tmp_path, monkeypatch):
     from downpour.core.errors import DownpourError
-    from downpour.training.fit import ensure_store, launched_processes
+    from downpour.downscaling.train import ensure_store
+    from downpour.training.fit import launched_processes
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setenv("SLURM_NTASKS", "8")

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from downpour.cli.main import cli
 from downpour.config import load_config
-from downpour.downscaling.prepare import prepare
 from downpour.core.errors import DownpourError
-from downpour.training.fit import train_cvae
+from downpour.downscaling.prepare import prepare
+from downpour.downscaling.train import train_cvae
 
 SMALL = [
     "data.embedded.n_years=2",
@@ -99,8 +99,8 @@ def test_demo_preset_trains_two_epochs(small_run, tmp_path):
 
 def test_overfits_eight_days(small_run, tmp_path):
     """Reconstruction loss of 8 training days (posterior mean, eval mode) falls by ≥ 80 %."""
-    from downpour.losses import weighted_reconstruction
     from downpour.downscaling.cvae_module import CVAEModule
+    from downpour.losses import weighted_reconstruction
 
     run = tmp_path / "run"
     cfg = load_config(

@@ -29,10 +29,10 @@ from torch.utils.data import DataLoader
 
 from downpour.bench.machine import PeakMemory
 from downpour.config import load_config
-from downpour.downscaling.dataset import PrecipDataset
-from downpour.downscaling.prepare import prepare
 from downpour.data.sampler import StratifiedBatchSampler
 from downpour.data.transforms import build_transform
+from downpour.downscaling.dataset import PrecipDataset
+from downpour.downscaling.prepare import prepare
 
 __all__ = ["bench_loader", "loader_rate", "make_loader"]
 

@@ -17,7 +17,7 @@ from downpour.bench.machine import PeakMemory
 from downpour.bench.training import fake_batch, fake_info
 from downpour.config import load_config
 from downpour.models.cvae import CVAE
-from downpour.training.fast import prepare_net, to_memory_format
+from downpour.models.fast import prepare_net, to_memory_format
 
 __all__ = ["bench_sampling"]
 

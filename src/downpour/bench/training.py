@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from downpour.bench.machine import PeakMemory
 from downpour.config import Config, load_config
-from downpour.training.fast import prepare_net, to_memory_format
+from downpour.models.fast import prepare_net, to_memory_format
 
 __all__ = ["Variant", "bench_training", "fake_batch", "fake_info", "VARIANTS"]
 

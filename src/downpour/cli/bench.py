@@ -7,10 +7,12 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from downpour.cli.main import cli, console
+from downpour.cli.common import console
+
+__all__ = ["bench"]
 
 
-@cli.command("bench")
+@click.command("bench")
 @click.option(
     "--only",
     "parts",

@@ -1,7 +1,8 @@
 """``downpour nowcast train | forecast | verify``: the radar nowcaster's commands.
 
-Thin layer over :mod:`downpour.nowcast.forecast` and :mod:`downpour.nowcast.verify`.
-The group adds itself to ``downpour.cli.main.cli`` on import.
+Thin layer over :mod:`downpour.nowcast.train`, :mod:`downpour.nowcast.forecast` and
+:mod:`downpour.nowcast.verify`.
+The group is added to ``downpour`` by :mod:`downpour.cli.main`.
 Input problems print one ``error:`` line and exit with status 2; a rollout
 that leaves the training range prints a ``warning:`` line naming the lead.
 """
@@ -17,21 +18,21 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from downpour.cli.main import (
-    _config_options,
-    _Group,
-    _out_option,
-    cli,
+from downpour.cli.common import (
+    DownpourGroup,
+    config_options,
     console,
+    out_option,
+    print_train_result,
 )
-from downpour.cli.train import _print_train_result
 from downpour.config import Config, VariableSource
 from downpour.core.errors import DownpourError
+from downpour.core.rundir import RunDir
 
 __all__ = ["nowcast"]
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=DownpourGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def nowcast() -> None:
     """Radar nowcasting: train the residual U-Net, forecast, verify.
 
@@ -56,7 +57,7 @@ def _source(path: Path | None, variable: str | None, checkpoint: Path) -> Variab
     if path is None:
         return None
     if variable is None:
-        from downpour.nowcast.forecast import load_nowcaster
+        from downpour.nowcast.train import load_nowcaster
 
         target = load_nowcaster(checkpoint)[1].nowcast.target
         if target is None:
@@ -74,8 +75,8 @@ def _warn_lines(caught: list[warnings.WarningMessage]) -> None:
 
 
 @nowcast.command("train")
-@_config_options(default="nowcast")
-@_out_option()
+@config_options(default="nowcast")
+@out_option()
 @click.option(
     "--resume",
     type=click.Path(path_type=Path),
@@ -84,11 +85,11 @@ def _warn_lines(caught: list[warnings.WarningMessage]) -> None:
 )
 def train_cmd(cfg: Config, out: Path | None, resume: Path | None) -> None:
     """Train the nowcast U-Net (default config: the nowcast preset)."""
-    from downpour.nowcast.forecast import train_nowcast
+    from downpour.nowcast.train import train_nowcast
 
     run = out or Path("runs") / cfg.name
     result = train_nowcast(cfg, run, resume=resume, echo=_echo)
-    _print_train_result(result)
+    print_train_result(result)
     m = result.metrics
     if "val/MAE" in m and "val/MAE_persistence" in m:
         _echo(
@@ -158,7 +159,8 @@ def forecast_cmd(
     fmt: str | None,
 ) -> None:
     """Roll the model forward from --init, feeding its predictions back; write the store."""
-    from downpour.nowcast.forecast import forecast, load_nowcaster, write_forecast
+    from downpour.nowcast.forecast import forecast, write_forecast
+    from downpour.nowcast.train import load_nowcaster
 
     if to_end and hours is not None:
         raise DownpourError("give either --hours or --to-end, not both")
@@ -168,17 +170,14 @@ def forecast_cmd(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = forecast(checkpoint, init=init, hours=length, source=src)
-    from downpour.nowcast.forecast import RolloutRangeWarning
+    from downpour.nowcast.range_check import RolloutRangeWarning
 
     _warn_lines([w for w in caught if issubclass(w.category, RolloutRangeWarning)])
     fmt = fmt or ("netcdf" if out is not None and out.suffix == ".nc" else cfg.nowcast.format)
     if out is None:
         stamp = str(ds.attrs["init_time"]).replace(":", "")
-        out = (
-            _run_of(checkpoint)
-            / "forecasts"
-            / (f"nowcast_{stamp}" + (".nc" if fmt == "netcdf" else ".zarr"))
-        )
+        suffix = ".nc" if fmt == "netcdf" else ".zarr"
+        out = RunDir(_run_of(checkpoint)).forecasts_dir / f"nowcast_{stamp}{suffix}"
     write_forecast(ds, out, fmt)
     n = ds.sizes["lead_time"]
     last = ds["time"].values[-1]
@@ -289,12 +288,8 @@ def verify_cmd(
         console.print(f"[bold yellow]warning:[/] {n_warn} rollout(s) left the training range:")
         for msg in result["range_warnings"][:5]:
             _echo(f"  {msg}")
+    paths = RunDir(run)
     _echo(
-        f"wrote {run / 'metrics' / 'verify_nowcast.json'}, {run / 'figures' / 'nowcast_scores.png'}"
-        f", {run / 'figures' / 'nowcast_maps.png'}"
+        f"wrote {paths.metrics('verify_nowcast')}, {paths.figure('nowcast_scores')}, "
+        f"{paths.figure('nowcast_maps')}"
     )
-
-
-# `downpour nowcast ...`: registered here, so that `import downpour.cli.nowcast` at the end
-# of cli.py works whichever of the two modules is imported first.
-cli.add_command(nowcast)

@@ -1,4 +1,4 @@
-"""``downpour verify``, ``verify-merge`` and ``report``: scores of a run and its HTML report."""
+"""``downpour verify``, ``verify-merge``, ``report``, ``compare``: scores, report, runs compared."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from downpour.cli.main import _print_verification, cli, console
+from downpour.cli.common import console, print_verification
+
+__all__ = ["compare", "report", "verify", "verify_merge"]
 
 
-@cli.command()
+@click.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option(
     "--checkpoint",
@@ -86,10 +88,10 @@ def verify(
         echo=lambda m: console.print(escape(m)),
     )  # fmt: skip
     if save_state is None:
-        _print_verification(result)
+        print_verification(result)
 
 
-@cli.command("verify-merge")
+@click.command("verify-merge")
 @click.argument(
     "state_dirs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="STATE_DIR..."
 )
@@ -105,28 +107,36 @@ def verify_merge(state_dirs: tuple[Path, ...], out: Path, n_boot: int) -> None:
     from downpour.downscaling.verify import merge_states
 
     result = merge_states(state_dirs, out, n_boot=n_boot, echo=lambda m: console.print(escape(m)))
-    _print_verification(result)
+    print_verification(result)
     console.print(escape(f"wrote {out}"))
 
 
-@cli.command()
+@click.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
               help="Output HTML file (default: RUN/report.html).")  # fmt: skip
 def report(run: Path, out: Path | None) -> None:
     """Write one self-contained HTML report of a run (figures embedded)."""
-    from downpour.downscaling.pipeline import augmentation_verdict
-    from downpour.report.html import write_report
+    from downpour.downscaling.pipeline import report_run
 
-    summary = ""
-    verify_json = run / "metrics" / "verify.json"
-    if verify_json.is_file():
-        import json
-
-        quality_json = run / "metrics" / "sample_quality.json"
-        quality = json.loads(quality_json.read_text()) if quality_json.is_file() else {}
-        summary = augmentation_verdict(
-            json.loads(verify_json.read_text()), quality.get("posterior_train")
-        )
-    path = write_report(run, out, summary=summary)
+    path = report_run(run, out)
     console.print(escape(f"wrote {path}"))
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("runs/compare"),
+    show_default=True,
+    help="Folder for compare.md and compare.csv.",
+)
+def compare(runs: tuple[Path, ...], out: Path) -> None:
+    """Print the metrics of several runs side by side (Markdown and CSV tables)."""
+    from downpour.report.compare import write_comparison
+
+    md_path, csv_path, md = write_comparison(runs, out)
+    click.echo(md, nl=False)
+    console.print(escape(f"wrote {md_path} and {csv_path}"))

@@ -168,6 +168,15 @@ class RunDir:
 
     # -------------------------------------------------------------- navigation
     @classmethod
+    def of_checkpoint(cls, path: str | os.PathLike[str]) -> RunDir:
+        """Return the run that holds a checkpoint (``RUN/checkpoints/<kind>/x.ckpt`` → ``RUN``).
+
+        A checkpoint outside a ``checkpoints/<kind>/`` folder belongs to the folder it lies in.
+        """
+        p = Path(path).resolve()
+        return cls(p.parents[2] if p.parent.parent.name == "checkpoints" else p.parent)
+
+    @classmethod
     def of_samples(cls, path: str | os.PathLike[str]) -> RunDir:
         """Return the run that holds a samples store (``RUN/samples/x.zarr`` → ``RUN``).
 

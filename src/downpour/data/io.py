@@ -20,8 +20,8 @@ import numpy as np
 import xarray as xr
 
 from downpour.config import VariableSource
-from downpour.data.units import conversion_factor, is_amount
 from downpour.core.errors import DownpourError
+from downpour.data.units import conversion_factor, is_amount
 
 __all__ = ["describe", "load_field", "open_file", "time_step_hours"]
 

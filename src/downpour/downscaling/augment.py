@@ -44,17 +44,23 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from downpour.config import AugmentConfig
+from downpour.config import AugmentConfig, load_config
+from downpour.core.errors import DownpourError
+from downpour.core.rundir import RunDir
 from downpour.data.coarsen import block_mean
-from downpour.downscaling.dataset import _as_str
 from downpour.data.normalize import Normalization
 from downpour.data.splits import domain_statistic
-from downpour.downscaling.store import open_store, resolve_store_path, store_attr_json
-from downpour.core.errors import DownpourError
-from downpour.downscaling.quality import open_samples
-from downpour.core.files import atomic_dir
+from downpour.downscaling.dataset import _as_str
+from downpour.downscaling.samples import open_samples
+from downpour.downscaling.store import (
+    StoreWriter,
+    day_dataset,
+    open_store,
+    resolve_store_path,
+    store_attr_json,
+)
 
-__all__ = ["augment", "select_members"]
+__all__ = ["augment", "augment_run", "exclusive_amounts", "select_members"]
 
 _BLOCK_DAYS = 256
 
@@ -191,22 +197,20 @@ def _synthetic_block(
 
 
 def _day_dataset(store: xr.Dataset, block: dict[str, np.ndarray]) -> xr.Dataset:
-    """Per-day variables of one block as a Dataset with the store's coordinates."""
-    data = {
-        "target": (("time", "y", "x"), block["target"], store["target"].attrs),
-        "predictors": (
-            ("time", "channel", "y_lr", "x_lr"),
-            block["predictors"],
-            store["predictors"].attrs,
-        ),  # fmt: skip
-        "split": ("time", block["split"]),
-        "is_heavy": ("time", block["is_heavy"]),
-        "heavy_stat": ("time", block["heavy_stat"], store["heavy_stat"].attrs),
-        "is_synthetic": ("time", block["is_synthetic"]),
-        "source_time": ("time", block["source_time"]),
-        "member": ("time", block["member"], {"long_name": "cVAE member; -1 for real days"}),
-    }
-    return xr.Dataset(data, coords={"time": block["time"]})
+    """Per-day variables of one block in the store layout (``store.day_dataset``)."""
+    return day_dataset(
+        block["time"],
+        target=block["target"],
+        predictors=block["predictors"],
+        split=block["split"],
+        is_heavy=block["is_heavy"],
+        heavy_stat=block["heavy_stat"],
+        units=str(store.attrs["units"]),
+        heavy_statistic=str(store.attrs.get("heavy_statistic", "mean")),
+        is_synthetic=block["is_synthetic"],
+        source_time=block["source_time"],
+        member=block["member"],
+    )
 
 
 def _real_block(store: xr.Dataset, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -306,21 +310,15 @@ def augment(
         "source_store": str(store_path),
         "sources": records,
     }
-    h, w = mask.shape
-    enc = {
-        "target": {"chunks": (1, h, w)},
-        "predictors": {"chunks": (1, *st["predictors"].shape[1:])},
-    }
+    static = st[["static", "mask"]].load()
+    static = static.assign_coords({k: v for k, v in st.coords.items() if "time" not in v.dims})
+    attrs = {**st.attrs, "augmentation": json.dumps(info)}
     out = Path(out)
-    with atomic_dir(out) as tmp:
-        static = st[["static", "mask"]].load()
-        first = True
+    with StoreWriter(out, static, attrs) as writer:
         for start in range(0, real_rows.size, _BLOCK_DAYS):
-            part = _day_dataset(st, _real_block(st, real_rows[start : start + _BLOCK_DAYS]))
-            _write(part, static, st, info, tmp, enc if first else None, first)
-            first = False
+            writer.write(_day_dataset(st, _real_block(st, real_rows[start : start + _BLOCK_DAYS])))
         for block in blocks:
-            _write(_day_dataset(st, block), static, st, info, tmp, None, False)
+            writer.write(_day_dataset(st, block))
     echo(
         f"augmented store {out}: {info['real_days']} real days (train+val) + {n_synth} synthetic "
         f"training days ({info['synthetic_heavy_days']} heavy), "
@@ -329,21 +327,74 @@ def augment(
     return info
 
 
-def _write(
-    part: xr.Dataset,
-    static: xr.Dataset,
-    store: xr.Dataset,
-    info: dict[str, Any],
-    path: Path,
-    encoding: dict[str, Any] | None,
-    first: bool,
-) -> None:
-    attrs = {**store.attrs, "augmentation": json.dumps(info)}  # appends rewrite the attributes
-    if first:
-        ds = xr.merge([part, static], combine_attrs="drop")
-        ds = ds.assign_coords({k: v for k, v in store.coords.items() if "time" not in v.dims})
-        ds.attrs.update(attrs)
-        ds.to_zarr(path, mode="w", consolidated=False, encoding=encoding, zarr_format=3)
-    else:
-        part.attrs.update(attrs)
-        part.to_zarr(path, append_dim="time", consolidated=False)
+def exclusive_amounts(overrides: Sequence[str]) -> tuple[str, ...]:
+    """Let ``--set augment.ratio=R`` replace the run's ``augment.per_event`` (and vice versa).
+
+    The two amounts exclude each other; a config (e.g. the run's own) that
+    sets one would make an override of the other an error, so the other is
+    reset to null unless it is overridden too.
+
+    Examples
+    --------
+    >>> exclusive_amounts(["augment.ratio=0.2"])
+    ('augment.per_event=null', 'augment.ratio=0.2')
+    >>> exclusive_amounts(["augment.ratio=0.2", "augment.per_event=null"])
+    ('augment.ratio=0.2', 'augment.per_event=null')
+    """
+    out = tuple(overrides)
+    keys = {o.split("=", 1)[0].strip() for o in out}
+    for key, other in (
+        ("augment.ratio", "augment.per_event"),
+        ("augment.per_event", "augment.ratio"),
+    ):
+        if key in keys and other not in keys:
+            out = (f"{other}=null", *out)
+    return out
+
+
+def augment_run(
+    samples: Sequence[str | Path],
+    *,
+    store: str | Path | None = None,
+    out: str | Path | None = None,
+    config: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    echo: Any = print,
+) -> dict[str, Any]:
+    """``downpour augment``: augment the run of the first samples store with its own config.
+
+    Parameters
+    ----------
+    samples
+        Samples stores of training days (``RUN/samples/*_train.zarr``).
+    store
+        The prepared store they were drawn from; default the run's.
+    out
+        The augmented store; default ``RUN/data/augmented.zarr``.
+    config
+        A config file or preset whose ``augment`` section is used; default
+        the run's ``config.yaml`` (the built-in defaults without one).
+    overrides
+        ``section.key=value`` overrides; ``augment.ratio`` and
+        ``augment.per_event`` replace each other (:func:`exclusive_amounts`).
+    echo
+        Progress messages.
+
+    Returns
+    -------
+    dict
+        The provenance record of :func:`augment`.
+    """
+    if not samples:
+        raise DownpourError("augment needs at least one samples store (RUN/samples/*_train.zarr)")
+    run = RunDir.of_samples(Path(samples[0]).resolve())
+    if config is None and run.config.is_file():
+        config = run.config
+    cfg = load_config(config, exclusive_amounts(overrides))
+    return augment(
+        store or run.store,
+        list(samples),
+        out or run.augmented_store,
+        cfg.augment,
+        echo=echo,
+    )

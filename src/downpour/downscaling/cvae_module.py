@@ -1,57 +1,35 @@
-"""Lightning wiring of the cVAE: losses, KL schedule, metrics, optimiser.
+"""Lightning wiring of the cVAE: losses, KL schedule, validation metrics.
 
-The network itself is a plain :class:`~downpour.models.cvae.CVAE`; this
-module only trains it. Every loss term is logged (``train/<term>``) and,
-on the validation days, ``val/MAE`` and ``val/MAE_tail`` (mm/day over valid
-cells; tail = truth above the training P95 of wet values), ``val/MAE_prior``
-(the same with z from the prior: how much the decoder relies on z), the KL
-and every loss term. Checkpoints carry the resolved config, the
-normalisation and the store facts, so sampling needs nothing else.
+The network itself is a plain :class:`~downpour.models.cvae.CVAE`, built
+through the model registry; this module only trains it, on the shared
+:class:`~downpour.training.base.BaseModule` (reseeding, fast paths, NaN
+guard, streaming validation sums, optimiser, checkpoint payload). Every loss
+term is logged (``train/<term>``) and, on the validation days, ``val/MAE``
+and ``val/MAE_tail`` (mm/day over valid cells; tail = truth above the
+training P95 of wet values), ``val/MAE_prior`` (the same with z from the
+prior: how much the decoder relies on z), the KL and every loss term.
+Checkpoints carry the resolved config, the normalisation and the store
+facts, so sampling needs nothing else.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import lightning as L
 import torch
 
-from downpour.config import Config, TrainConfig
+from downpour.config import Config
 from downpour.core.errors import DownpourError
 from downpour.losses import cvae_loss
-from downpour.models.cvae import CVAE
-from downpour.training.fast import FastPathsMixin
-from downpour.training.optim import configure_optimizers
+from downpour.models.registry import build_model
+from downpour.training.base import BaseModule, masked_mae, ratio
 from downpour.training.schedules import kl_weight
-from downpour.training.trainer import batch_seed
 
-__all__ = ["CVAEModule", "masked_mae"]
-
-
-def masked_mae(
-    pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of absolute errors and count over ``mask`` (for streaming means).
-
-    Parameters
-    ----------
-    pred, true
-        ``(B, 1, H, W)`` in physical units.
-    mask
-        ``(B, 1, H, W)`` bool.
-
-    Returns
-    -------
-    (Tensor, Tensor)
-        Scalar sum of ``|pred − true|`` over the mask, and the number of cells.
-    """
-    err = (pred.float() - true.float()).abs()
-    return torch.where(mask, err, 0.0).sum(), mask.sum()
+__all__ = ["CVAEModule"]
 
 
-class CVAEModule(FastPathsMixin, L.LightningModule):
-    """Train a :class:`CVAE` from a :class:`Config` and the store facts.
+class CVAEModule(BaseModule):
+    """Train a :class:`~downpour.models.cvae.CVAE` from a :class:`Config` and the store facts.
 
     Parameters
     ----------
@@ -64,11 +42,11 @@ class CVAEModule(FastPathsMixin, L.LightningModule):
         Optimiser steps per epoch, for per-step KL schedules and LR warm-up.
     """
 
+    kind = "cvae"
+    VAL_SUMS = ("MAE_sum", "MAE_n", "MAE_tail_sum", "MAE_tail_n", "MAE_prior_sum", "MAE_prior_n")
+
     def __init__(self, cfg: Config, info: dict[str, Any], steps_per_epoch: int = 1) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.info = dict(info)
-        self.steps_per_epoch = max(1, int(steps_per_epoch))
+        super().__init__(cfg, info, train_cfg=cfg.train, steps_per_epoch=steps_per_epoch)
         self.save_hyperparameters(
             {
                 "config": cfg.model_dump(mode="json"),
@@ -76,18 +54,11 @@ class CVAEModule(FastPathsMixin, L.LightningModule):
                 "steps_per_epoch": self.steps_per_epoch,
             }
         )
-        self.net = CVAE(
-            cfg.model,
-            x_channels=info["x_channels"],
-            s_channels=info["s_channels"],
-            shape=tuple(info["shape"]),
-            scale_factor=info["scale_factor"],
-        )
+        self.net = build_model("cvae", cfg, self.info)
         thr = info["thresholds"]
         self.tail_threshold = float(_quantile_threshold(thr, cfg.loss.tail_quantile))
         self.p95 = float(thr["P95"])
         self.wet_threshold = float(info["wet_threshold"])
-        self._val: dict[str, torch.Tensor] = {}
 
     # ----------------------------------------------------------------- helpers
     def beta(self) -> float:
@@ -124,44 +95,17 @@ class CVAEModule(FastPathsMixin, L.LightningModule):
         return total, terms, out
 
     # ------------------------------------------------------------------- steps
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        """Reseed torch per batch so dropout and z-noise replay exactly after a resume.
-
-        Seeding per (epoch, batch) rather than per epoch keeps the draws
-        independent of whatever else consumed the global RNG in between
-        (e.g. a DataLoader iterator drawing its base seed).
-        """
-        torch.manual_seed(
-            batch_seed(self.cfg.train.seed, self.current_epoch, batch_idx, self.global_rank)
-        )
-
-    def fast_config(self) -> TrainConfig:
-        """Return the training settings holding the fast-path switches."""
-        return self.cfg.train
-
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One optimisation step; stops with a clear message on a NaN/inf loss."""
         total, terms, _ = self._losses(batch)
-        if not torch.isfinite(total):
-            bad = [k for k, v in terms.items() if k != "total" and not torch.isfinite(v)]
-            raise DownpourError(
-                f"the loss became {float(total)} at step {self.global_step} (epoch "
-                f"{self.current_epoch}, batch {batch_idx}); non-finite term(s): "
-                f"{', '.join(bad) or 'total'}. Training stopped; the last good checkpoint is "
-                "kept in checkpoints/. Lower train.lr, enable train.grad_clip, or check the data"
-            )
+        self.check_finite(
+            total, terms, batch_idx, "Lower train.lr, enable train.grad_clip, or check the data"
+        )
         bs = batch["x"].shape[0]
         self.log("train/loss", total, prog_bar=True, batch_size=bs)
         self.log("train/beta", self.beta(), batch_size=bs)
         self.log_dict({f"train/{k}": v for k, v in terms.items() if k != "total"}, batch_size=bs)
         return total
-
-    def on_validation_epoch_start(self) -> None:
-        """Reset the streaming MAE sums."""
-        self._val = {}
-
-    def _accumulate(self, name: str, value: torch.Tensor) -> None:
-        self._val[name] = self._val.get(name, 0.0) + value.detach().double()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """Loss terms (z = posterior mean) and streaming MAE / MAE_tail / MAE_prior."""
@@ -183,33 +127,19 @@ class CVAEModule(FastPathsMixin, L.LightningModule):
             ("MAE_prior", pred_prior, mask),
         ):
             err, n = masked_mae(p, truth, m)
-            self._accumulate(f"{name}_sum", err)
-            self._accumulate(f"{name}_n", n)
+            self.accumulate(f"{name}_sum", err)
+            self.accumulate(f"{name}_n", n)
 
     def on_validation_epoch_end(self) -> None:
         """Log MAE, MAE_tail and MAE_prior from the sums of every validation batch."""
+        sums = self.gathered_sums()
         for name in ("MAE", "MAE_tail", "MAE_prior"):
-            s = self._val.get(f"{name}_sum", torch.tensor(0.0, dtype=torch.float64))
-            n = self._val.get(f"{name}_n", torch.tensor(0.0, dtype=torch.float64))
-            if self.trainer.world_size > 1:
-                s, n = self.all_gather(s).sum(), self.all_gather(n).sum()
-            value = (s / n).float() if float(n) > 0 else torch.tensor(math.nan)
+            value = ratio(sums[f"{name}_sum"], sums[f"{name}_n"])
             self.log(f"val/{name}", value, prog_bar=name != "MAE_prior", sync_dist=False)
 
-    # --------------------------------------------------------------- optimiser
-    def configure_optimizers(self) -> Any:
-        """Adam with cosine or plateau schedule and linear LR warm-up (``train``)."""
-        return configure_optimizers(self.net.parameters(), self.cfg.train, self.steps_per_epoch)
-
-    # -------------------------------------------------------------- checkpoint
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store what sampling needs next to the weights."""
-        checkpoint["downpour"] = {
-            "kind": "cvae",
-            "config": self.cfg.model_dump(mode="json"),
-            "info": self.info,
-            "normalization": self.info["normalization"],
-        }
+    def payload_extra(self) -> dict[str, Any]:
+        """Keep the normalisation at the top of the payload too (sampling reads it)."""
+        return {"normalization": self.info["normalization"]}
 
 
 def _quantile_threshold(thresholds: dict[str, float], q: float) -> float:

@@ -19,10 +19,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from downpour.config import TrainConfig
-from downpour.downscaling.dataset import PrecipDataset
+from downpour.data.batching import FixedLengthBatchSampler, ShardSampler
 from downpour.data.sampler import StratifiedBatchSampler
-from downpour.downscaling.store import open_store, store_attr_json
 from downpour.data.transforms import build_transform
+from downpour.downscaling.dataset import PrecipDataset
+from downpour.downscaling.store import open_store, store_attr_json
 
 __all__ = [
     "IN_MEMORY_LIMIT",
@@ -115,6 +116,10 @@ class PrecipDataModule(L.LightningDataModule):
         Hold the training and validation days in memory (fast for small
         stores such as the demo); ``None``: ``train.in_memory``, and when
         that is ``None`` too, whether they take under :data:`IN_MEMORY_LIMIT`.
+    batches_per_epoch
+        Exactly this many training batches per epoch, read from the endless
+        stream of stratified epochs (:class:`~downpour.data.sampler.FixedLengthBatchSampler`);
+        ``None``: one pass over the training days.
     """
 
     def __init__(
@@ -124,8 +129,10 @@ class PrecipDataModule(L.LightningDataModule):
         *,
         batch_size: int | None = None,
         in_memory: bool | None = None,
+        batches_per_epoch: int | None = None,
     ) -> None:
         super().__init__()
+        self.batches_per_epoch = batches_per_epoch
         self.store = Path(store)
         self.cfg = train
         self.batch_size = batch_size or train.batch_size
@@ -167,7 +174,7 @@ class PrecipDataModule(L.LightningDataModule):
         }
 
     def train_dataloader(self) -> DataLoader:
-        """Stratified, augmented batches; split across DDP ranks by the sampler."""
+        """Stratified, augmented batches (a fixed number with ``batches_per_epoch``), per rank."""
         assert self.train_set is not None
         trainer = self.trainer
         sampler = _EpochBatchSampler(
@@ -178,13 +185,21 @@ class PrecipDataModule(L.LightningDataModule):
             num_replicas=trainer.world_size if trainer is not None else 1,
             rank=trainer.global_rank if trainer is not None else 0,
         )
+        if self.batches_per_epoch is not None:
+            sampler = FixedLengthBatchSampler(sampler, self.batches_per_epoch)
         return DataLoader(self.train_set, batch_sampler=sampler, **self._loader_kwargs())
 
     def val_dataloader(self) -> DataLoader:
-        """Every validation day once, in time order."""
+        """Every validation day once, in time order, shared out across DDP ranks."""
         assert self.val_set is not None
+        trainer = self.trainer
+        sampler = ShardSampler(
+            len(self.val_set),
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+        )
         return DataLoader(
-            self.val_set, batch_size=self.batch_size, shuffle=False, **self._loader_kwargs()
+            self.val_set, batch_size=self.batch_size, sampler=sampler, **self._loader_kwargs()
         )
 
 

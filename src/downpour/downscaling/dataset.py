@@ -29,10 +29,10 @@ import numpy as np
 import torch
 import zarr
 
+from downpour.core.errors import DownpourError
 from downpour.data.normalize import Normalization
 from downpour.data.splits import SPLITS
 from downpour.downscaling.store import open_store, resolve_store_path, store_attr_json
-from downpour.core.errors import DownpourError
 
 __all__ = ["PrecipDataset"]
 

@@ -20,6 +20,7 @@ be inspected (or the step re-run from the CLI) on their own.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,8 +29,17 @@ from typing import Any
 
 from downpour.config import Config, save_config
 from downpour.core.errors import DownpourError
+from downpour.core.rundir import RunDir
+from downpour.downscaling.augment import augment
+from downpour.downscaling.prepare import prepare
+from downpour.downscaling.quality import evaluate
+from downpour.downscaling.samples import write_samples
+from downpour.downscaling.sampling import sample_cvae
+from downpour.downscaling.train import train_cvae, train_srdrn
+from downpour.downscaling.verify import verify_run
+from downpour.report.html import write_report
 
-__all__ = ["PipelineResult", "augmentation_verdict", "run_pipeline"]
+__all__ = ["PipelineResult", "augmentation_verdict", "report_run", "run_pipeline"]
 
 
 @dataclass
@@ -103,6 +113,24 @@ def augmentation_verdict(
     return text
 
 
+def report_run(run: str | Path, out: str | Path | None = None) -> Path:
+    """``downpour report``: the run's HTML report, with the augmentation verdict when verified.
+
+    The verdict (:func:`augmentation_verdict`) is read from
+    ``RUN/metrics/verify.json`` and, for its explanation, the posterior
+    samples' entry of ``RUN/metrics/sample_quality.json``.
+    """
+    r = RunDir(run)
+    summary = ""
+    if r.metrics("verify").is_file():
+        quality_json = r.metrics("sample_quality")
+        quality = json.loads(quality_json.read_text()) if quality_json.is_file() else {}
+        summary = augmentation_verdict(
+            json.loads(r.metrics("verify").read_text()), quality.get("posterior_train")
+        )
+    return write_report(r.root, out, summary=summary)
+
+
 def run_pipeline(
     cfg: Config,
     out: str | Path,
@@ -133,16 +161,8 @@ def run_pipeline(
     -------
     PipelineResult
     """
-    from downpour.downscaling.augment import augment
-    from downpour.downscaling.prepare import prepare
-    from downpour.downscaling.quality import evaluate
-    from downpour.report.html import write_report
-    from downpour.downscaling.sampling import sample_cvae, write_samples
-    from downpour.training.fit import train_cvae
-    from downpour.downscaling.train_srdrn import train_srdrn
-    from downpour.downscaling.verify import verify_run
-
     run = Path(out)
+    paths_of = RunDir(run)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
 
@@ -156,7 +176,7 @@ def run_pipeline(
     card = prepare(cfg, run)
     if show_card is not None:
         show_card(card)
-    save_config(cfg, run / "config.yaml")
+    save_config(cfg, paths_of.config)
     lap("prepare")
     echo("[2/8] train the cVAE on the training years")
     cvae = train_cvae(cfg, run, echo=echo, enable_progress_bar=progress)
@@ -168,15 +188,15 @@ def run_pipeline(
     paths = {}
     for mode in ("posterior", "prior"):
         s = cfg.sampling.model_copy(update={"mode": mode, "split": "train"})
-        ds = sample_cvae([ckpt], run / "data" / "store.zarr", s, progress=progress)
-        paths[mode] = write_samples(ds, run / "samples" / f"{mode}_train.zarr", "zarr")
+        ds = sample_cvae([ckpt], paths_of.store, s, progress=progress)
+        paths[mode] = write_samples(ds, paths_of.samples(f"{mode}_train"), "zarr")
     lap("sample")
     echo("[4/8] score the samples")
     quality = {mode: evaluate(p, run).summary for mode, p in paths.items()}
     lap("evaluate")
     echo("[5/8] build the augmented training store")
-    augmented = run / "data" / "augmented.zarr"
-    augment(run / "data" / "store.zarr", [paths["posterior"]], augmented, cfg.augment, echo=echo)
+    augmented = paths_of.augmented_store
+    augment(paths_of.store, [paths["posterior"]], augmented, cfg.augment, echo=echo)
     lap("augment")
     echo("[6/8] train SRDRN on real-only and on augmented data (same seed, same steps)")
     real = train_srdrn(cfg, run, kind="srdrn_real", echo=echo, enable_progress_bar=progress)

@@ -22,14 +22,15 @@ import xarray as xr
 
 from downpour import __version__
 from downpour.config import Config, DataConfig, VariableSource, save_config
+from downpour.core.errors import DownpourError
+from downpour.core.files import atomic_write_text
+from downpour.core.rundir import RunDir
 from downpour.data.coarsen import block_mean, coarsen_coords, fit_grid, regrid_to
 from downpour.data.io import describe, load_field
 from downpour.data.normalize import Normalization, fit_normalization
 from downpour.data.splits import SPLITS, assign_splits, domain_statistic, heavy_labels
 from downpour.data.static import build_static
-from downpour.downscaling.store import STORE_VERSION
-from downpour.core.errors import DownpourError
-from downpour.core.files import atomic_dir, atomic_write_text
+from downpour.downscaling.store import StoreWriter, day_dataset, static_dataset, store_attrs
 
 __all__ = ["PreparedArrays", "build_arrays", "data_card", "embedded_sources", "prepare"]
 
@@ -362,50 +363,6 @@ def data_card(arrays: PreparedArrays, data: DataConfig, name: str) -> dict[str, 
     }
 
 
-def _to_dataset(a: PreparedArrays, card: dict[str, Any], data: DataConfig) -> xr.Dataset:
-    ds = xr.Dataset(
-        {
-            "target": (
-                ("time", "y", "x"),
-                a.y,
-                {"units": data.units, "long_name": "precipitation"},
-            ),
-            "predictors": (
-                ("time", "channel", "y_lr", "x_lr"),
-                a.x,
-                {"long_name": "low-res predictors"},
-            ),
-            "static": (
-                ("static_channel", "y", "x"),
-                a.static,
-                {"long_name": "normalised static fields"},
-            ),
-            "mask": (("y", "x"), a.mask, {"long_name": "valid (land) cells"}),
-            "split": ("time", a.split.astype(object)),
-            "is_heavy": ("time", a.is_heavy),
-            "heavy_stat": ("time", a.heavy_stat, {"statistic": data.heavy.statistic}),
-            "is_synthetic": ("time", np.zeros(a.times.shape, dtype=bool)),
-        },
-        coords={
-            **a.coords,
-            "channel": ("channel", np.array(a.channels, dtype=object)),
-            "static_channel": ("static_channel", np.array(a.static_channels, dtype=object)),
-        },
-    )
-    ds.attrs.update(
-        downpour_store_version=STORE_VERSION,
-        units=data.units,
-        scale_factor=data.scale_factor,
-        wet_threshold=data.wet_threshold,
-        normalization=a.normalization.to_json(),
-        thresholds=json.dumps(card["thresholds"]),
-        heavy_threshold=a.heavy_threshold,
-        heavy_statistic=data.heavy.statistic,
-        source=json.dumps(card["source"]),
-    )
-    return ds
-
-
 def prepare(cfg: Config, out: str | Path) -> dict[str, Any]:
     """Prepare the training store of a run directory.
 
@@ -423,22 +380,42 @@ def prepare(cfg: Config, out: str | Path) -> dict[str, Any]:
     dict
         The data card.
     """
-    out = Path(out)
+    run = RunDir(out)
     data = cfg.data
     if data.target is None:
-        data = embedded_sources(data, out / "data" / "source")
+        data = embedded_sources(data, run.source_dir)
     arrays = build_arrays(data)
     card = data_card(arrays, data, cfg.name)
-    ds = _to_dataset(arrays, card, data)
-    h, w = arrays.y.shape[1:]
-    encoding = {
-        "target": {"chunks": (1, h, w)},
-        "predictors": {"chunks": (1, *arrays.x.shape[1:])},
-    }
-    store = out / "data" / "store.zarr"
-    with atomic_dir(store) as tmp:
-        ds.to_zarr(tmp, mode="w", consolidated=False, encoding=encoding, zarr_format=3)
-    atomic_write_text(out / "data" / "normalization.json", arrays.normalization.to_json())
-    atomic_write_text(out / "data" / "card.json", json.dumps(card, indent=2))
-    save_config(cfg, out / "config.yaml")
+    days = day_dataset(
+        arrays.times,
+        target=arrays.y,
+        predictors=arrays.x,
+        split=arrays.split,
+        is_heavy=arrays.is_heavy,
+        heavy_stat=arrays.heavy_stat,
+        units=data.units,
+        heavy_statistic=data.heavy.statistic,
+    )
+    static = static_dataset(
+        static=arrays.static,
+        mask=arrays.mask,
+        channels=list(arrays.channels),
+        static_channels=list(arrays.static_channels),
+        coords={k: v for k, v in arrays.coords.items() if k != "time"},
+    )
+    attrs = store_attrs(
+        units=data.units,
+        scale_factor=data.scale_factor,
+        wet_threshold=data.wet_threshold,
+        normalization=arrays.normalization.to_json(),
+        thresholds=card["thresholds"],
+        heavy_threshold=arrays.heavy_threshold,
+        heavy_statistic=data.heavy.statistic,
+        source=card["source"],
+    )
+    with StoreWriter(run.store, static, attrs) as writer:
+        writer.write(days)
+    atomic_write_text(run.normalization, arrays.normalization.to_json())
+    atomic_write_text(run.card, json.dumps(card, indent=2))
+    save_config(cfg, run.config)
     return card

@@ -14,29 +14,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import xarray as xr
-
-from downpour.report import figures as plots
 from downpour.core.errors import DownpourError
-from downpour.metrics.sample_quality import SampleQuality, evaluate_samples
 from downpour.core.files import atomic_write_text
+from downpour.downscaling.samples import open_samples
+from downpour.metrics.sample_quality import SampleQuality, evaluate_samples
+from downpour.report import figures as plots
 
-__all__ = ["evaluate", "open_samples", "quality_rows", "read_quality"]
-
-
-def open_samples(path: str | Path) -> xr.Dataset:
-    """Open a samples store (zarr directory or NetCDF file) lazily."""
-    path = Path(path)
-    if not path.exists():
-        raise DownpourError(f"samples store {path} not found; write one with `downpour sample`")
-    try:
-        if path.is_dir():
-            return xr.open_zarr(path, consolidated=False, chunks=None)
-        return xr.open_dataset(path)
-    except Exception as exc:  # foreign or truncated stores raise many kinds
-        raise DownpourError(
-            f"samples store {path} cannot be read ({type(exc).__name__}: {exc})"
-        ) from None
+__all__ = ["evaluate", "read_quality"]
 
 
 def _run_of(path: Path) -> Path:
@@ -122,44 +106,3 @@ def read_quality(path: str | Path) -> dict[str, Any]:
         raise DownpourError(f"{path} not found; run `downpour evaluate` first") from None
     except json.JSONDecodeError as exc:
         raise DownpourError(f"{path} is not valid JSON ({exc})") from None
-
-
-def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return "n/a"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}" if abs(v) < 1e4 else f"{v:.3g}"
-    return str(v)
-
-
-def quality_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """Return the printed table of one summary as ``(metric, real, generated)`` rows."""
-    r, g = summary["real"], summary["generated"]
-    prior = summary.get("mode") == "prior"
-    rows = [
-        ("diversity", "", _fmt(summary["diversity"])),
-        (
-            "spatial correlation" + (" (prior mode)" if prior else ""),
-            "",
-            _fmt(summary["spatial_correlation"]),
-        ),
-        (
-            "wet fraction",
-            _fmt(summary["wet_fraction_real"]),
-            _fmt(summary["wet_fraction_generated"]),
-        ),  # fmt: skip
-        ("mass bias", "", _fmt(summary["mass_bias"])),
-        (
-            "KS tail (≥ P95)",
-            "",
-            f"{_fmt(summary['ks_tail']['statistic'])} (p={_fmt(summary['ks_tail']['pvalue'], 3)})",
-        ),  # fmt: skip
-        (
-            "KS wet",
-            "",
-            f"{_fmt(summary['ks_wet']['statistic'])} (p={_fmt(summary['ks_wet']['pvalue'], 3)})",
-        ),  # fmt: skip
-    ]
-    for key in ("mean", "P95", "P99", "max"):
-        rows.append((key, _fmt(r[key], 2), _fmt(g[key], 2)))
-    return rows

@@ -3,7 +3,8 @@
 :func:`sample_cvae` draws K members per selected day from one or several
 checkpoints, in prior mode (z from the prior, conditioned on X only) or
 posterior mode (z from q(z | X, Y): variants of a real day). The result is
-an ``xr.Dataset`` with dims (event, member, y, x):
+an ``xr.Dataset`` with dims (event, member, y, x)
+(the layout of :mod:`downpour.downscaling.samples`):
 
 - ``samples`` (event, member, y, x) float32, mm/day (NaN outside the mask);
 - ``target`` (event, y, x): the real field of each event (for evaluation);
@@ -22,7 +23,7 @@ Long archives
 members × grid) whatever the number of days; the store appears at its path
 only once complete. ``sampling.period`` restricts the days to an inclusive
 date range, so a long archive can be cut into shards by time (one job per
-shard), and :func:`merge_samples` joins the shards in time order.
+shard), and :func:`downpour.downscaling.samples.merge_samples` joins the shards in time order.
 
 Seeding: each (event, checkpoint) draws its noise from its own generator,
 seeded by ``(sampling.seed, event date, checkpoint position)``
@@ -34,14 +35,10 @@ period (on one kind of device; CPU and GPU draw different noise).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import os
-import shutil
-import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,68 +46,50 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
+from pydantic import ValidationError
 
-from downpour.config import Config, SamplingConfig
-from downpour.downscaling.dataset import PrecipDataset
-from downpour.downscaling.store import open_store
+from downpour.config import Config, SamplingConfig, apply_overrides, load_config
 from downpour.core.errors import DownpourError
+from downpour.core.rundir import RunDir
+from downpour.downscaling.dataset import PrecipDataset
+from downpour.downscaling.samples import (
+    block_writer,
+    event_blocks,
+    progress_bar,
+    samples_dataset,
+    samples_template,
+)
+from downpour.downscaling.store import open_store
 from downpour.models.cvae import CVAE
-from downpour.training.fast import prepare_net
-from downpour.training.trainer import read_checkpoint
-from downpour.core.files import atomic_dir, write_dataset
+from downpour.models.loading import load_model
 
 __all__ = [
     "event_generator",
     "load_cvae",
-    "merge_samples",
+    "sample_checkpoints",
     "sample_cvae",
     "sample_to_store",
     "select_days",
-    "write_samples",
 ]
 
 #: Most member fields decoded in one call: bounds the decoder's activations for
 #: large K (K = 100 on 156×132 at base 96 would hold ~0.8 GB per feature map).
 DECODE_CHUNK = 32
 
-#: Attributes that must agree between the shards of one sampling run.
-MERGE_KEYS = (
-    "checkpoints",
-    "mode",
-    "temperature",
-    "members_per_checkpoint",
-    "wet_rule",
-    "store",
-    "pixel_threshold",
-    "seed",
-    "split",
-    "days",
-    "units",
-)
-
-_BLOCK_BYTES = 256 * 2**20  # events per block of merge_samples: about this much memory
-
 
 def load_cvae(checkpoint: str | Path) -> tuple[CVAE, Config, dict[str, Any]]:
-    """Rebuild a trained cVAE from a checkpoint alone.
+    """Rebuild a trained cVAE from a checkpoint alone (:func:`~downpour.models.loading.load_model`).
 
     Returns
     -------
     (CVAE, Config, dict)
-        The network in eval mode, the run's resolved config and the store
-        facts recorded at training time (shapes, thresholds, normalisation).
+        The network in eval mode (in the training's memory format), the run's
+        resolved config and the store facts recorded at training time
+        (shapes, thresholds, normalisation).
     """
-    cfg, info, state = read_checkpoint(checkpoint, "cvae")
-    net = CVAE(
-        cfg.model,
-        x_channels=info["x_channels"],
-        s_channels=info["s_channels"],
-        shape=tuple(info["shape"]),
-        scale_factor=info["scale_factor"],
-    )
-    net.load_state_dict(state)
-    prepare_net(net, channels_last=cfg.train.channels_last)  # the training's memory format
-    return net.eval(), cfg, info
+    model = load_model(checkpoint, "cvae")
+    assert isinstance(model.net, CVAE)
+    return model.net, model.config, model.info
 
 
 def _split_label(dataset: PrecipDataset) -> str:
@@ -374,39 +353,6 @@ def _draw_block(
     return out, np.where(plan.mask, target, np.nan).astype(np.float32)
 
 
-def _blocks(n: int, size: int) -> list[slice]:
-    return [slice(a, min(a + size, n)) for a in range(0, n, size)]
-
-
-def _progress(items: list[slice], show: bool, desc: str) -> Any:
-    if not show:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, unit="block")
-
-
-def _dataset(
-    samples: Any,
-    target: Any,
-    mask: np.ndarray,
-    coords: dict[str, Any],
-    attrs: dict[str, Any],
-    units: str,
-) -> xr.Dataset:
-    """Assemble a samples dataset (numpy arrays, or dask arrays for a template)."""
-    result = xr.Dataset(
-        {
-            "samples": (("event", "member", "y", "x"), samples, {"units": units}),
-            "target": (("event", "y", "x"), target, {"units": units}),
-            "mask": (("y", "x"), mask),
-        },
-        coords=coords,
-    )
-    result.attrs.update(attrs)
-    return result
-
-
 def sample_cvae(
     checkpoints: Sequence[str | Path],
     store: str | Path,
@@ -440,12 +386,14 @@ def sample_cvae(
     plan = _plan(checkpoints, store, sampling)
     wet = _WetCount()
     samples, targets = [], []
-    for block in _progress(_blocks(plan.events.size, sampling.batch_size), progress, "sampling"):
+    for block in progress_bar(
+        event_blocks(plan.events.size, sampling.batch_size), progress, "sampling"
+    ):
         s, t = _draw_block(plan, block, sampling, wet)
         samples.append(s)
         targets.append(t)
     wet.warn_if_dry(sampling.pixel_threshold)
-    return _dataset(
+    return samples_dataset(
         np.concatenate(samples),
         np.concatenate(targets),
         plan.mask,
@@ -453,79 +401,6 @@ def sample_cvae(
         plan.attrs,
         plan.units,
     )
-
-
-def write_samples(ds: xr.Dataset, path: str | Path, fmt: str = "zarr") -> Path:
-    """Write a samples dataset atomically as zarr (one event per chunk) or NetCDF."""
-    return write_dataset(ds, path, fmt, "samples")
-
-
-@contextlib.contextmanager
-def _block_writer(
-    template: xr.Dataset, path: Path, fmt: str
-) -> Iterator[Callable[[slice, np.ndarray, np.ndarray], None]]:
-    """Yield ``write(events, samples, target)`` filling a store laid out like ``template``.
-
-    ``template`` holds ``samples`` and ``target`` as lazy (dask) arrays that
-    are never computed; everything else is written at once. The store is
-    built in a temporary sibling of ``path`` and renamed onto it on success
-    only (a NetCDF file is converted from a temporary zarr store, chunk by
-    chunk).
-    """
-    m, h, w = template["samples"].shape[1:]
-    enc = {"samples": {"chunks": (1, m, h, w)}, "target": {"chunks": (1, h, w)}}
-
-    def fill(root: Path) -> Callable[[slice, np.ndarray, np.ndarray], None]:
-        template.to_zarr(root, mode="w", compute=False, consolidated=False, encoding=enc,
-                         zarr_format=3)  # fmt: skip
-
-        def write(events: slice, samples: np.ndarray, target: np.ndarray) -> None:
-            block = xr.Dataset(
-                {
-                    "samples": (("event", "member", "y", "x"), samples),
-                    "target": (("event", "y", "x"), target),
-                }
-            )
-            block.to_zarr(root, region={"event": events}, consolidated=False, zarr_format=3)
-
-        return write
-
-    if fmt == "zarr":
-        with atomic_dir(path) as tmp:
-            yield fill(tmp)
-        return
-    if fmt != "netcdf":
-        raise DownpourError(f"unknown samples format {fmt!r}; choose zarr or netcdf")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield fill(work / "samples.zarr")
-        staged = xr.open_zarr(work / "samples.zarr", consolidated=False)
-        for var in staged.variables.values():
-            var.encoding = {}
-        staged.to_netcdf(work / "samples.nc")
-        staged.close()
-        os.replace(work / "samples.nc", path)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _template(
-    n_events: int,
-    shape: tuple[int, int, int],
-    mask: np.ndarray,
-    coords: dict[str, Any],
-    attrs: dict[str, Any],
-    units: str,
-) -> xr.Dataset:
-    """Return a samples dataset of ``n_events`` whose samples/target are unwritten dask zeros."""
-    import dask.array as da
-
-    m, h, w = shape
-    step = max(1, min(n_events, 256))
-    samples = da.zeros((n_events, m, h, w), chunks=(step, m, h, w), dtype=np.float32)
-    target = da.zeros((n_events, h, w), chunks=(step, h, w), dtype=np.float32)
-    return _dataset(samples, target, mask, coords, attrs, units)
 
 
 def sample_to_store(
@@ -563,143 +438,87 @@ def sample_to_store(
     """
     out = Path(out)
     plan = _plan(checkpoints, store, sampling)
-    template = _template(
+    template = samples_template(
         plan.events.size, plan.shape, plan.mask, plan.coords, plan.attrs, plan.units
     )
     wet = _WetCount()
-    blocks = _blocks(plan.events.size, sampling.batch_size)
-    with _block_writer(template, out, fmt or sampling.format) as write:
-        for block in _progress(blocks, progress, f"sampling → {out.name}"):
+    blocks = event_blocks(plan.events.size, sampling.batch_size)
+    with block_writer(template, out, fmt or sampling.format) as write:
+        for block in progress_bar(blocks, progress, f"sampling → {out.name}"):
             write(block, *_draw_block(plan, block, sampling, wet))
     wet.warn_if_dry(sampling.pixel_threshold)
     return out
 
 
-def _plain(value: Any) -> Any:
-    """Return an attribute as a plain Python value (NetCDF gives numpy scalars)."""
-    return value.item() if isinstance(value, np.generic) else value
+def with_period(sampling: SamplingConfig, period: str | None) -> SamplingConfig:
+    """Return ``sampling`` restricted to the days of ``period`` (``START:END``; None: unchanged).
+
+    Raises
+    ------
+    DownpourError
+        A period that is not ``START:END`` with ``YYYY``, ``YYYY-MM`` or
+        ``YYYY-MM-DD`` ends, or that starts after it ends.
+    """
+    if period is None:
+        return sampling
+    try:
+        return SamplingConfig.model_validate({**sampling.model_dump(), "period": period})
+    except ValidationError as exc:
+        msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise DownpourError(f"--period: {msg}") from None
 
 
-def _merged_period(shards: list[xr.Dataset]) -> str:
-    periods = [str(s.attrs.get("period", "")) for s in shards]
-    if any(not p for p in periods):
-        return ""
-    return f"{min(p.split(':')[0] for p in periods)}:{max(p.split(':')[1] for p in periods)}"
+def default_samples_path(run: RunDir, sampling: SamplingConfig) -> Path:
+    """Return ``RUN/samples/<mode>_<split>[_<start>_<end>].<zarr|nc>`` for these settings."""
+    suffix = ".zarr" if sampling.format == "zarr" else ".nc"
+    shard = "" if sampling.period is None else f"_{sampling.period[0]}_{sampling.period[1]}"
+    return run.samples(f"{sampling.mode}_{sampling.split}{shard}", suffix)
 
 
-def merge_samples(
-    shards: Sequence[str | Path],
-    out: str | Path,
+def sample_checkpoints(
+    checkpoints: Sequence[str | Path],
     *,
-    fmt: str | None = None,
-    progress: bool = False,
-) -> Path:
-    """Join samples stores of one sampling run, split by time, into one store.
-
-    Events are concatenated in time order, block by block (memory holds
-    about 256 MiB of samples at a time), and the store appears at ``out``
-    only when complete. With per-event seeding (:func:`event_generator`)
-    the result equals one ``downpour sample`` pass over the union of the
-    shards' days.
+    config: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    store: str | Path | None = None,
+    out: str | Path | None = None,
+    period: str | None = None,
+    progress: bool = True,
+) -> tuple[Path, SamplingConfig]:
+    """``downpour sample``: draw members from checkpoints into a samples store of their run.
 
     Parameters
     ----------
-    shards
-        Samples stores written by ``downpour sample`` (e.g. one per
-        ``--period``), zarr or NetCDF, in any order.
+    checkpoints
+        cVAE checkpoints (members of several are concatenated).
+    config
+        A config file or preset whose ``sampling`` section is used; default
+        the configuration stored in the first checkpoint.
+    overrides
+        ``section.key=value`` overrides (e.g. ``sampling.mode=prior``).
+    store
+        The prepared store (or a run directory); default the first
+        checkpoint's run's store.
     out
-        The merged store.
-    fmt
-        ``"zarr"`` or ``"netcdf"``; default from the suffix of ``out``
-        (``.nc`` → NetCDF, else zarr).
+        The samples store; default :func:`default_samples_path` in that run.
+    period
+        Only the days of this inclusive ``START:END`` range (one shard).
     progress
         Show a progress bar.
 
     Returns
     -------
-    pathlib.Path
-        ``out``.
-
-    Raises
-    ------
-    DownpourError
-        Fewer than one shard, a shard that cannot be read, shards of
-        different sampling runs (checkpoints, mode, temperature, members,
-        wet rule, store, threshold, seed, split, days, grid), or a day
-        present in two shards.
+    (pathlib.Path, SamplingConfig)
+        The written store and the sampling settings used.
     """
-    from downpour.downscaling.quality import open_samples
-
-    if not shards:
-        raise DownpourError("merge-samples needs at least one samples store")
-    out = Path(out)
-    paths = [Path(p) for p in shards]
-    if out.resolve() in {p.resolve() for p in paths}:
-        raise DownpourError(f"--out {out} is one of the shards; write the merge elsewhere")
-    opened = [open_samples(p) for p in paths]
-    try:
-        first = opened[0]
-        for path, ds in zip(paths[1:], opened[1:], strict=True):
-            for key in MERGE_KEYS:
-                a, b = _plain(first.attrs.get(key)), _plain(ds.attrs.get(key))
-                if a != b:
-                    raise DownpourError(
-                        f"cannot merge {path} with {paths[0]}: attribute {key!r} differs "
-                        f"({b!r} vs {a!r}); merge only shards of one sampling run (same "
-                        "checkpoints, mode, temperature, members, wet rule, store, seed)"
-                    )
-            if ds["samples"].shape[1:] != first["samples"].shape[1:] or not np.array_equal(
-                ds["mask"].values, first["mask"].values
-            ):
-                raise DownpourError(
-                    f"cannot merge {path} with {paths[0]}: members × grid "
-                    f"{ds['samples'].shape[1:]} vs {first['samples'].shape[1:]} or the mask "
-                    "differs; merge only shards of one sampling run"
-                )
-        times = [np.asarray(ds["time"].values).astype("datetime64[ns]") for ds in opened]
-        all_times = np.concatenate(times)
-        days, counts = np.unique(all_times, return_counts=True)
-        if (counts > 1).any():
-            twice = days[counts > 1]
-            owners = [str(p) for p, t in zip(paths, times, strict=True) if np.isin(twice[0], t)]
-            raise DownpourError(
-                f"shards overlap: {twice.size} day(s) are in more than one shard, e.g. "
-                f"{str(twice[0])[:10]} in {' and '.join(owners)}; sample non-overlapping "
-                "--period ranges (or leave one of these shards out)"
-            )
-        order = np.argsort(all_times, kind="stable")
-        source = np.repeat(np.arange(len(opened)), [t.size for t in times])[order]
-        local = np.concatenate([np.arange(t.size) for t in times])[order]
-        attrs = {k: _plain(v) for k, v in first.attrs.items()}
-        attrs["period"] = _merged_period(opened)
-        attrs["merged_from"] = json.dumps([str(p) for p in paths])
-        coords: dict[str, Any] = {"time": ("event", all_times[order])}
-        for name in ("lat", "lon"):
-            if name in first.coords:
-                coords[name] = (first[name].dims, np.asarray(first[name].values))
-        coords["checkpoint"] = (
-            "member",
-            np.array([str(c) for c in first["checkpoint"].values], dtype=object),
-        )
-        shape = tuple(int(n) for n in first["samples"].shape[1:])
-        mask = np.asarray(first["mask"].values, dtype=bool)
-        units = str(first["samples"].attrs.get("units", attrs.get("units", "mm/day")))
-        template = _template(all_times.size, shape, mask, coords, attrs, units)
-        per_block = max(1, _BLOCK_BYTES // (4 * int(np.prod(shape))))
-        blocks = _blocks(all_times.size, per_block)
-        suffix_fmt = "netcdf" if out.suffix == ".nc" else "zarr"
-        with _block_writer(template, out, fmt or suffix_fmt) as write:
-            for block in _progress(blocks, progress, f"merging → {out.name}"):
-                samples = np.empty((block.stop - block.start, *shape), dtype=np.float32)
-                target = np.empty((block.stop - block.start, *shape[1:]), dtype=np.float32)
-                for k in np.unique(source[block]):
-                    sel = np.flatnonzero(source[block] == k)
-                    idx = local[block][sel]
-                    part = opened[k].isel(event=idx)
-                    samples[sel] = part["samples"].values
-                    target[sel] = part["target"].values
-                write(block, samples, target)
-    finally:
-        for ds in opened:
-            ds.close()
-    return out
+    if not checkpoints:
+        raise DownpourError("give at least one --checkpoint")
+    if config is not None:
+        cfg = load_config(config, overrides)
+    else:
+        cfg = apply_overrides(load_cvae(checkpoints[0])[1], overrides, str(checkpoints[0]))
+    run = RunDir.of_checkpoint(checkpoints[0])
+    sampling = with_period(cfg.sampling, period)
+    path = Path(out) if out is not None else default_samples_path(run, sampling)
+    sample_to_store(list(checkpoints), store or run.store, sampling, path, progress=progress)
+    return path, sampling

@@ -19,17 +19,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import lightning as L
 import torch
 
 from downpour.config import Config, TrainConfig
 from downpour.core.errors import DownpourError
 from downpour.losses import weighted_reconstruction
+from downpour.models.registry import build_model
 from downpour.models.srdrn import SRDRN
-from downpour.downscaling.cvae_module import masked_mae
-from downpour.training.fast import FastPathsMixin
-from downpour.training.optim import configure_optimizers
-from downpour.training.trainer import batch_seed
+from downpour.training.base import BaseModule, masked_mae, ratio
 
 __all__ = ["SRDRN_MONITORS", "SRDRNModule", "srdrn_train_config", "store_threshold"]
 
@@ -65,7 +62,7 @@ def srdrn_train_config(cfg: Config, *, epochs: int | None = None) -> TrainConfig
             "noise": 0.0,
             "max_batches_per_epoch": None,
             "monitor": t.monitor if t.monitor in SRDRN_MONITORS else "val/MAE_tail",
-            "channels_last": t.channels_last if s.channels_last is None else s.channels_last,
+            "channels_last": SRDRN.trained_channels_last(cfg),
         }
     )
 
@@ -87,8 +84,8 @@ def store_threshold(thresholds: dict[str, float], name: str) -> float:
     return found[name.upper()]
 
 
-class SRDRNModule(FastPathsMixin, L.LightningModule):
-    """Train an :class:`SRDRN` from a :class:`Config` and the store facts.
+class SRDRNModule(BaseModule):
+    """Train an :class:`~downpour.models.srdrn.SRDRN` from a :class:`Config` and the store facts.
 
     Parameters
     ----------
@@ -111,6 +108,9 @@ class SRDRNModule(FastPathsMixin, L.LightningModule):
     ``expm1(y)``.
     """
 
+    kind = "srdrn"
+    VAL_SUMS = ("MAE_sum", "MAE_n", "MAE_tail_sum", "MAE_tail_n", "hits", "false_alarms", "misses")
+
     def __init__(
         self,
         cfg: Config,
@@ -119,12 +119,13 @@ class SRDRNModule(FastPathsMixin, L.LightningModule):
         variant: str = "srdrn",
         train_cfg: TrainConfig | None = None,
     ) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.info = dict(info)
-        self.variant = variant
-        self.train_cfg = train_cfg or srdrn_train_config(cfg)
-        self.steps_per_epoch = max(1, int(steps_per_epoch))
+        super().__init__(
+            cfg,
+            info,
+            train_cfg=train_cfg or srdrn_train_config(cfg),
+            steps_per_epoch=steps_per_epoch,
+            variant=variant,
+        )
         self.save_hyperparameters(
             {
                 "config": cfg.model_dump(mode="json"),
@@ -133,11 +134,8 @@ class SRDRNModule(FastPathsMixin, L.LightningModule):
                 "variant": variant,
             }
         )
-        self.net = SRDRN.from_config(
-            cfg.srdrn, in_channels=info["x_channels"], scale_factor=info["scale_factor"]
-        )
+        self.net = build_model("srdrn", cfg, self.info)
         self.p95 = store_threshold(info["thresholds"], "P95")
-        self._val: dict[str, torch.Tensor] = {}
 
     # ----------------------------------------------------------------- loss
     def loss(self, pred: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -162,36 +160,15 @@ class SRDRNModule(FastPathsMixin, L.LightningModule):
         return pred, truth, batch["mask"]
 
     # ---------------------------------------------------------------- steps
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        """Reseed torch per (epoch, batch), so any random draw replays exactly after a resume."""
-        torch.manual_seed(
-            batch_seed(self.train_cfg.seed, self.current_epoch, batch_idx, self.global_rank)
-        )
-
-    def fast_config(self) -> TrainConfig:
-        """Return the training settings holding the fast-path switches."""
-        return self.train_cfg
-
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One optimisation step; stops with a clear message on a NaN/inf loss."""
         pred, truth, mask = self._forward(batch)
         loss = self.loss(pred, truth, mask)
-        if not torch.isfinite(loss):
-            raise DownpourError(
-                f"the SRDRN loss became {float(loss.detach())} at step {self.global_step} (epoch "
-                f"{self.current_epoch}, batch {batch_idx}). Training stopped; the last good "
-                f"checkpoint is kept in checkpoints/{self.variant}/. Lower srdrn.lr, enable "
-                "train.grad_clip, or check the data"
-            )
+        self.check_finite(
+            loss, {}, batch_idx, "Lower srdrn.lr, enable train.grad_clip, or check the data"
+        )
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["x"].shape[0])
         return loss
-
-    def on_validation_epoch_start(self) -> None:
-        """Reset the streaming sums."""
-        self._val = {}
-
-    def _accumulate(self, name: str, value: torch.Tensor) -> None:
-        self._val[name] = self._val.get(name, 0.0) + value.detach().double()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """Loss, and streaming sums for MAE, MAE_tail and the P95 contingency table."""
@@ -206,41 +183,22 @@ class SRDRNModule(FastPathsMixin, L.LightningModule):
         tail = mask & (truth > self.p95)
         for name, m in (("MAE", mask), ("MAE_tail", tail)):
             err, n = masked_mae(pred, truth, m)
-            self._accumulate(f"{name}_sum", err)
-            self._accumulate(f"{name}_n", n)
+            self.accumulate(f"{name}_sum", err)
+            self.accumulate(f"{name}_n", n)
         event = mask & (pred > self.p95)
-        self._accumulate("hits", (event & tail).sum())
-        self._accumulate("false_alarms", (event & ~tail).sum())
-        self._accumulate("misses", (tail & ~event).sum())
+        self.accumulate("hits", (event & tail).sum())
+        self.accumulate("false_alarms", (event & ~tail).sum())
+        self.accumulate("misses", (tail & ~event).sum())
 
     def on_validation_epoch_end(self) -> None:
         """Log ``val/MAE``, ``val/MAE_tail`` and ``val/CSI_P95`` from the summed batches."""
-        zero = torch.tensor(0.0, dtype=torch.float64, device=self.device)
-        sums = {k: self._val.get(k, zero) for k in self._NAMES}
-        if self.trainer.world_size > 1:
-            sums = {k: self.all_gather(v).sum() for k, v in sums.items()}
+        sums = self.gathered_sums()
         for name in ("MAE", "MAE_tail"):
-            n = float(sums[f"{name}_n"])
-            value = (sums[f"{name}_sum"] / n).float() if n > 0 else torch.tensor(math.nan)
+            value = ratio(sums[f"{name}_sum"], sums[f"{name}_n"])
             self.log(f"val/{name}", value, prog_bar=True, sync_dist=False)
-        union = float(sums["hits"] + sums["false_alarms"] + sums["misses"])
-        csi = float(sums["hits"]) / union if union > 0 else math.nan
-        self.log("val/CSI_P95", torch.tensor(csi, dtype=torch.float32), sync_dist=False)
+        union = sums["hits"] + sums["false_alarms"] + sums["misses"]
+        self.log("val/CSI_P95", ratio(sums["hits"], union), sync_dist=False)
 
-    _NAMES = ("MAE_sum", "MAE_n", "MAE_tail_sum", "MAE_tail_n", "hits", "false_alarms", "misses")
-
-    # ------------------------------------------------------------ optimiser
-    def configure_optimizers(self) -> Any:
-        """Adam at ``srdrn.lr`` with ``srdrn.scheduler`` and ``train``'s warm-up."""
-        return configure_optimizers(self.net.parameters(), self.train_cfg, self.steps_per_epoch)
-
-    # ----------------------------------------------------------- checkpoint
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store what prediction needs next to the weights."""
-        checkpoint["downpour"] = {
-            "kind": "srdrn",
-            "variant": self.variant,
-            "config": self.cfg.model_dump(mode="json"),
-            "info": self.info,
-            "normalization": self.info["normalization"],
-        }
+    def payload_extra(self) -> dict[str, Any]:
+        """Keep the normalisation at the top of the payload too."""
+        return {"normalization": self.info["normalization"]}

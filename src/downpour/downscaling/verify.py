@@ -21,17 +21,17 @@ Long archives can be verified in pieces: ``verify_run(period=(start, end),
 save_state=DIR)`` scores only the days of the split in that date range and
 saves one accumulator per model (``DIR/<model>.npz``) with a manifest
 (``DIR/manifest.json``, naming the run, store and checkpoints with their
-SHA-256) instead of scoring; only the period's days are read and predicted.
+SHA-256) instead of scoring; only the period's days are read and predicted
+(the folders are written and read by :mod:`downpour.downscaling.verify_state`).
 :func:`merge_states` merges the pieces of several such folders (refusing a
 day present twice, or pieces of another run, store or checkpoint) and writes
 the same result as one pass over all their days, bootstrap intervals included.
+The tables printed from a result are those of :mod:`downpour.report.tables`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,49 +39,31 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from downpour.report import figures as plots
+from downpour.core.errors import DownpourError
+from downpour.core.files import atomic_write_text
+from downpour.core.periods import parse_period, select_period
+from downpour.core.rundir import RunDir
 from downpour.downscaling.dataset import _as_str
 from downpour.downscaling.store import open_store, resolve_store_path, store_attr_json
-from downpour.core.errors import DownpourError
-from downpour.metrics.verification import (
-    DEFAULT_SCALES,
-    VerificationAccumulator,
-    paired_difference,
+from downpour.downscaling.verify_state import (
+    check_state_dir,
+    file_sha256,
+    merge_pieces,
+    save_states,
 )
-from downpour.core.files import atomic_dir, atomic_write_text
+from downpour.metrics.accumulator import DEFAULT_SCALES, VerificationAccumulator
+from downpour.metrics.verification import paired_difference
+from downpour.report import figures as plots
+from downpour.report.tables import HEADLINE, score_interval, significance_lines
 
 __all__ = [
-    "HEADLINE",
     "accumulate_models",
     "find_srdrn_checkpoints",
     "merge_states",
-    "parse_period",
-    "save_states",
     "score_models",
-    "select_period",
-    "significance_lines",
     "truth_of",
-    "verification_table",
     "verify_models",
     "verify_run",
-]
-
-#: Manifest of a folder of saved accumulators (``verify --save-state``).
-MANIFEST = "manifest.json"
-_MANIFEST_KIND = "downpour verification state"
-
-#: (label, section, threshold or None, score) of the headline scores.
-HEADLINE: list[tuple[str, str, str | None, str]] = [
-    ("CSI P95", "categorical", "P95", "csi"),
-    ("CSI P99", "categorical", "P99", "csi"),
-    ("SEDI P95", "categorical", "P95", "sedi"),
-    ("SEDI P99", "categorical", "P99", "sedi"),
-    ("POD P95", "categorical", "P95", "pod"),
-    ("FAR P95", "categorical", "P95", "far"),
-    ("correlation", "continuous", None, "correlation"),
-    ("MAE", "continuous", None, "mae"),
-    ("RMSE", "continuous", None, "rmse"),
-    ("MAE_tail", "continuous", None, "mae_tail"),
 ]
 
 
@@ -127,7 +109,7 @@ def accumulate_models(
     thresholds
         Event thresholds by name.
     scales, tail_threshold
-        As in :class:`~downpour.metrics.verification.VerificationAccumulator`.
+        As in :class:`~downpour.metrics.accumulator.VerificationAccumulator`.
     batch_days
         Days loaded per batch.
 
@@ -215,174 +197,6 @@ def verify_models(
     return score_models(accs, pairs=pairs, n_boot=n_boot, seed=seed)
 
 
-def parse_period(period: str | Sequence[Any]) -> tuple[np.datetime64, np.datetime64]:
-    """First and last day of an inclusive date range ``"START:END"`` (or a pair of dates).
-
-    The text form is that of ``downpour sample --period``
-    (:meth:`downpour.config.SamplingConfig.parse_period`): each end ``YYYY``,
-    ``YYYY-MM`` or ``YYYY-MM-DD``; a year or month end is its last day.
-
-    Examples
-    --------
-    >>> parse_period("2002-01:2002-06")
-    (np.datetime64('2002-01-01'), np.datetime64('2002-06-30'))
-    """
-    from downpour.config import SamplingConfig
-
-    try:
-        if isinstance(period, str):
-            start, end = (np.datetime64(d, "D") for d in SamplingConfig.parse_period(period))
-        else:
-            first, last = period
-            start, end = np.datetime64(str(first), "D"), np.datetime64(str(last), "D")
-    except (ValueError, TypeError) as e:
-        raise DownpourError(f"--period: {e}") from None
-    if end < start:
-        raise DownpourError(f"--period: the period starts after it ends ({start} > {end})")
-    return start, end
-
-
-def select_period(da: xr.DataArray, period: str | Sequence[Any], what: str) -> xr.DataArray:
-    """Days of ``da`` (dim ``time``) in an inclusive date range; an error when there is none.
-
-    Parameters
-    ----------
-    da
-        ``(time, ...)`` array.
-    period
-        ``"START:END"`` (dates, both included) or a ``(start, end)`` pair.
-    what
-        Names the days in the error message, e.g. ``"test days of RUN/data/store.zarr"``.
-    """
-    start, end = parse_period(period)
-    days = np.asarray(da["time"].values).astype("datetime64[D]")
-    keep = (days >= start) & (days <= end)
-    if not keep.any():
-        span = f"{days.min()} to {days.max()}" if days.size else "no days"
-        raise DownpourError(
-            f"period {start}:{end} holds none of the {days.size} {what} (they cover {span}); "
-            "choose dates inside that range"
-        )
-    return da.isel(time=np.flatnonzero(keep))
-
-
-def _file_name(model: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", model) + ".npz"
-
-
-def save_states(
-    accs: Mapping[str, VerificationAccumulator], directory: str | Path, meta: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Save one accumulator per model and a ``manifest.json`` into ``directory``.
-
-    The folder is written whole (:func:`~downpour.core.files.atomic_dir`): a
-    failure midway leaves a previous folder of the same name as it was, never
-    a mix of old and new files.
-
-    Parameters
-    ----------
-    accs
-        ``{model: accumulator}`` of the same days.
-    directory
-        Output folder; a previous state folder there is replaced as a whole.
-    meta
-        JSON-ready facts for the manifest (run, store, split, units, thresholds, ...).
-
-    Returns
-    -------
-    dict
-        The manifest: ``meta`` plus ``models`` (``{model: file}``), ``days``
-        (first and last day), ``n_days``, ``scales`` and ``kind``/``version``.
-
-    Raises
-    ------
-    DownpourError
-        When ``directory`` exists but is not an empty folder or a state folder
-        (replacing it would delete other files), or model names collide as file names.
-    """
-    directory = _state_dir(directory)
-    files = {name: _file_name(name) for name in accs}
-    if len(set(files.values())) != len(files):
-        raise DownpourError(f"model names {list(files)} collide as file names; rename a model")
-    first = next(iter(accs.values()))
-    times = first.times.astype("datetime64[D]")
-    manifest = {
-        "kind": _MANIFEST_KIND,
-        "version": 1,
-        **meta,
-        "scales": list(first.scales),
-        "n_days": first.n_days,
-        "days": [str(times.min()), str(times.max())] if times.size else [],
-        "models": files,
-    }
-    with atomic_dir(directory) as tmp:
-        for name, acc in accs.items():
-            acc.save(tmp / files[name])
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
-
-
-def _state_dir(directory: str | Path) -> Path:
-    """``directory`` if it is new, empty or a state folder (which save_states replaces whole)."""
-    directory = Path(directory)
-    if directory.exists() and not (
-        (directory / MANIFEST).is_file() or (directory.is_dir() and not any(directory.iterdir()))
-    ):
-        raise DownpourError(
-            f"--save-state {directory}: exists and is not a verification state folder; "
-            "it would be replaced as a whole: give a new or empty folder"
-        )
-    return directory
-
-
-def _read_manifest(directory: Path) -> dict[str, Any]:
-    path = directory / MANIFEST
-    if not path.is_file():
-        raise DownpourError(
-            f"{directory}: no {MANIFEST}; write verification states with "
-            "`downpour verify RUN --period START:END --save-state DIR`"
-        )
-    manifest = json.loads(path.read_text())
-    if manifest.get("kind") != _MANIFEST_KIND:
-        raise DownpourError(f"{path}: not a verification state manifest")
-    return manifest
-
-
-def _sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-#: Manifest keys that say what was verified; pieces differing in one of them never merge.
-_SOURCE_KEYS = ("run", "store", "checkpoints", "checkpoint_sha256")
-
-
-def _check_same_source(
-    ref_dir: Path, ref: Mapping[str, Any], d: Path, m: Mapping[str, Any]
-) -> None:
-    """Refuse two pieces verified against another run, store or checkpoint (file contents)."""
-    for key in _SOURCE_KEYS:
-        a, b = ref.get(key), m.get(key)
-        if a == b:
-            continue
-        if isinstance(a, dict) and isinstance(b, dict) and set(a) == set(b):
-            name = next(k for k in a if a[k] != b[k])
-            what = f"{key}[{name!r}]: {b[name]!r} in {d} but {a[name]!r} in {ref_dir}"
-        else:
-            what = f"{key}: {b!r} in {d} but {a!r} in {ref_dir}"
-        hint = ""
-        if key == "checkpoint_sha256":
-            hint = " (the checkpoint was retrained or replaced between the pieces)"
-        raise DownpourError(
-            f"verify-merge: the pieces {ref_dir} and {d} differ in {what}{hint}; "
-            "verify all pieces against the same run, store and checkpoints "
-            "(re-run `downpour verify --period … --save-state` for the stale pieces)"
-        )
-
-
 def _result_meta(
     result: dict[str, Any],
     *,
@@ -401,7 +215,7 @@ def _result_meta(
         checkpoints=dict(checkpoints),
         significance=significance_lines(result),
         headline={
-            f"{label} {name}": _interval(res, section, thr, score)
+            f"{label} {name}": score_interval(res, section, thr, score)
             for name, res in result["models"].items()
             for label, section, thr, score in HEADLINE
             if thr is None or thr in res["categorical"]
@@ -444,32 +258,8 @@ def merge_states(
         checkpoints (paths or contents), split, units, thresholds, scales or
         models, or a day is in two pieces.
     """
-    if not directories:
-        raise DownpourError("verify-merge: give at least one state folder")
+    ref, accs = merge_pieces(directories)
     dirs = [Path(d) for d in directories]
-    manifests = [_read_manifest(d) for d in dirs]
-    ref = manifests[0]
-    for d, m in zip(dirs[1:], manifests[1:], strict=True):
-        _check_same_source(dirs[0], ref, d, m)
-        for key in ("split", "units", "thresholds", "scales"):
-            if m.get(key) != ref.get(key):
-                raise DownpourError(
-                    f"{d}: {key} {m.get(key)!r} differs from {ref.get(key)!r} in {dirs[0]}; "
-                    "merge pieces of the same verification only"
-                )
-        if set(m["models"]) != set(ref["models"]):
-            raise DownpourError(
-                f"{d} holds models {sorted(m['models'])} but {dirs[0]} holds "
-                f"{sorted(ref['models'])}; verify the same models in every piece"
-            )
-    accs: dict[str, VerificationAccumulator] = {}
-    for name in ref["models"]:
-        for d, m in zip(dirs, manifests, strict=True):
-            acc = VerificationAccumulator.load(d / m["models"][name])
-            try:
-                accs[name] = accs[name].merge(acc) if name in accs else acc
-            except DownpourError as e:
-                raise DownpourError(f"{d}: cannot merge {name!r} into the other pieces: {e}") from e
     first = next(iter(accs.values()))
     times = first.times.astype("datetime64[D]")
     echo(f"merged {len(dirs)} pieces: {first.n_days} days from {times.min()} to {times.max()}")
@@ -483,19 +273,14 @@ def merge_states(
     return result
 
 
-def _interval(result: dict[str, Any], section: str, thr: str | None, score: str) -> list[float]:
-    iv = result["intervals"][section]
-    leaf = iv[thr][score] if thr is not None else iv[score]
-    return [leaf["estimate"], leaf["low"], leaf["high"]]
-
-
 def find_srdrn_checkpoints(run: str | Path) -> dict[str, Path]:
     """Return ``{kind: RUN/checkpoints/<kind>/best.ckpt}`` of each SRDRN variant (else last)."""
     out = {}
-    for d in sorted((Path(run) / "checkpoints").glob("srdrn*")):
-        for name in ("best.ckpt", "last.ckpt"):
-            if (d / name).is_file():
-                out[d.name] = d / name
+    run = RunDir(run)
+    for d in sorted(run.checkpoints_dir.glob("srdrn*")):
+        for name in ("best", "last"):
+            if run.checkpoint(d.name, name).is_file():
+                out[d.name] = run.checkpoint(d.name, name)
                 break
     return out
 
@@ -508,25 +293,6 @@ def _default_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
         if n.startswith("srdrn") and "bicubic" in names:
             pairs.append((n, "bicubic"))
     return pairs
-
-
-def significance_lines(result: dict[str, Any]) -> list[str]:
-    """Plain statements of which headline differences are significant and which are not."""
-    lines = []
-    for pair, d in result["differences"].items():
-        for label, section, thr, score in HEADLINE[:4] + [HEADLINE[6]]:
-            if thr is not None and thr not in d[section]:
-                continue
-            leaf = d[section][thr][score] if thr is not None else d[section][score]
-            est, low, high = leaf["estimate"], leaf["low"], leaf["high"]
-            if not np.isfinite(est):
-                lines.append(f"{pair}, {label}: undefined (no events)")
-                continue
-            verdict = (
-                "significant" if leaf["significant"] else "not significant (interval includes 0)"
-            )
-            lines.append(f"{pair}, {label}: {est:+.3f} [{low:+.3f}, {high:+.3f}], {verdict}")
-    return lines
 
 
 def verify_run(
@@ -570,10 +336,10 @@ def verify_run(
         ``"START:END"`` or ``(start, end)``; the result records it as ``period``.
     save_state
         Instead of scoring, save the accumulators and a manifest into this
-        folder (see :func:`save_states`; a previous state folder there is
-        replaced whole) for :func:`merge_states`; no ``verify.json`` and no
-        figures are written then. The manifest records the absolute run,
-        store and checkpoint paths and each checkpoint's SHA-256.
+        folder (see :func:`~downpour.downscaling.verify_state.save_states`; a
+        previous state folder there is replaced whole) for :func:`merge_states`;
+        no ``verify.json`` and no figures are written then. The manifest records
+        the absolute run, store and checkpoint paths and each checkpoint's SHA-256.
     echo
         Progress messages.
 
@@ -582,10 +348,11 @@ def verify_run(
     dict
         What ``verify.json`` holds (or, with ``save_state``, the manifest).
     """
-    from downpour.downscaling.train_srdrn import predict_baseline, predict_srdrn
+    from downpour.downscaling.predict import predict_baseline, predict_srdrn
 
     run = Path(run)
-    store = resolve_store_path(store or run / "data" / "store.zarr")
+    rundir = RunDir(run)
+    store = resolve_store_path(store or rundir.store)
     ds = open_store(store)
     if bool(np.asarray(ds["is_synthetic"].values).any()):
         raise DownpourError(
@@ -600,7 +367,7 @@ def verify_run(
     if not ckpts and not baselines:
         raise DownpourError(f"{run}: nothing to verify (no SRDRN checkpoint, no baseline)")
     if save_state is not None:
-        _state_dir(save_state)  # before any prediction
+        check_state_dir(save_state)  # before any prediction
     truth, mask = truth_of(store, split)
     days = None
     if period is not None:  # only these days are read and predicted
@@ -620,7 +387,7 @@ def verify_run(
         source = {  # absolute paths and checkpoint contents: merge_states compares them
             "store": str(store.resolve()),
             "checkpoints": {k: str(Path(v).resolve()) for k, v in ckpts.items()},
-            "checkpoint_sha256": {k: _sha256(v) for k, v in ckpts.items()},
+            "checkpoint_sha256": {k: file_sha256(v) for k, v in ckpts.items()},
         }
         manifest = save_states(
             accs,
@@ -634,30 +401,15 @@ def verify_run(
     if period is not None:
         days = np.asarray(truth["time"].values).astype("datetime64[D]")
         result["period"] = [str(days.min()), str(days.max())]
-    atomic_write_text(run / "metrics" / "verify.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(rundir.metrics("verify"), json.dumps(result, indent=2) + "\n")
     if figures:
         plots.save(
             plots.plot_verification_maps(truth, preds, mask, units=units),
-            run / "figures" / "verify_maps.png",
+            rundir.figure("verify_maps"),
         )
-        plots.save(plots.plot_scores(result), run / "figures" / "verify_scores.png")
+        plots.save(plots.plot_scores(result), rundir.figure("verify_scores"))
     return result
 
 
 def _period_json(period: str | Sequence[Any] | None) -> list[str] | None:
     return None if period is None else [str(d) for d in parse_period(period)]
-
-
-def verification_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Rows ``score × model`` of the headline scores, each ``estimate [low, high]``."""
-    names = list(result["models"])
-    rows = []
-    for label, section, thr, score in HEADLINE:
-        if thr is not None and thr not in result["models"][names[0]]["categorical"]:
-            continue
-        row = [label]
-        for n in names:
-            est, low, high = _interval(result["models"][n], section, thr, score)
-            row.append(f"{est:.3f} [{low:.3f}, {high:.3f}]" if np.isfinite(est) else "n/a")
-        rows.append(row)
-    return names, rows

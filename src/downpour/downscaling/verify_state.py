@@ -1,39 +1,58 @@
-"""Save and load a :class:`~downpour.metrics.verification.VerificationAccumulator` (``.npz``).
+"""Verification states on disk: one accumulator per ``.npz`` file, and folders of them.
 
-A state file holds everything the accumulator knows, so that the pieces of a
-long archive can be verified in separate jobs, saved, and merged later
-(:meth:`VerificationAccumulator.merge`); a round trip is exact. Arrays:
+A state file holds everything a
+:class:`~downpour.metrics.accumulator.VerificationAccumulator` knows (the
+arrays of :meth:`~downpour.metrics.accumulator.VerificationAccumulator.state`,
+written with ``numpy.savez_compressed`` and read with ``allow_pickle=False``),
+so that the pieces of a long archive can be verified in separate jobs, saved,
+and merged later; a round trip is exact.
 
-- ``version`` (:data:`STATE_VERSION`), ``threshold_names``,
-  ``threshold_values``, ``scales``, ``tail_threshold``;
-- ``mask`` (boolean ``(y, x)``; shape ``(0, 0)`` for none), ``times``
-  (datetime64[ns] ``(days,)``, NaT where a day had no time stamp);
-- ``day_<key>`` for every per-day statistic (``(days, ...)``, see
-  :data:`downpour.metrics.day_stats.DAY_KEYS`, plus ``day_counts`` and ``day_fss``);
-- ``hist_pred_*`` and ``hist_truth_*``: the two quantile histograms
-  (:meth:`downpour.metrics.extremes.QuantileHistogram.state`).
-
-Files are written with ``numpy.savez_compressed`` and read with
-``allow_pickle=False``.
+A state folder (``downpour verify --period … --save-state DIR``) holds one
+state file per model (``DIR/<model>.npz``) and a manifest
+(``DIR/manifest.json``) naming the run, store and checkpoints with their
+SHA-256. :func:`merge_pieces` reads several such folders, refuses pieces of
+another run, store or checkpoint and days present twice, and merges each
+model's accumulators (``downpour.downscaling.verify.merge_states`` scores them).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from downpour.core.errors import DownpourError
-from downpour.metrics.day_stats import DAY_KEYS
-from downpour.metrics.extremes import QuantileHistogram
-from downpour.metrics.verification import VerificationAccumulator
+from downpour.core.files import atomic_dir
+from downpour.metrics.accumulator import STATE_VERSION, VerificationAccumulator
 
-__all__ = ["STATE_VERSION", "load_state", "save_state"]
+__all__ = [
+    "MANIFEST",
+    "STATE_VERSION",
+    "check_state_dir",
+    "file_sha256",
+    "load_state",
+    "merge_pieces",
+    "read_manifest",
+    "save_state",
+    "save_states",
+]
 
-#: Version of the ``.npz`` layout.
-STATE_VERSION = 1
+#: Manifest of a folder of saved accumulators (``verify --save-state``).
+MANIFEST = "manifest.json"
+_MANIFEST_KIND = "downpour verification state"
+
+#: Manifest keys that say what was verified; pieces differing in one of them never merge.
+_SOURCE_KEYS = ("run", "store", "checkpoints", "checkpoint_sha256")
+
+
+# ------------------------------------------------------------------ state files
 
 
 def save_state(acc: VerificationAccumulator, path: str | Path) -> Path:
@@ -52,18 +71,7 @@ def save_state(acc: VerificationAccumulator, path: str | Path) -> Path:
         ``path``.
     """
     path = Path(path)
-    arrays: dict[str, np.ndarray] = {
-        "version": np.array(STATE_VERSION),
-        "threshold_names": np.array(list(acc.thresholds), dtype=str),
-        "threshold_values": np.array(list(acc.thresholds.values()), dtype=np.float64),
-        "scales": np.array(acc.scales, dtype=np.int64),
-        "tail_threshold": np.array(acc.tail_threshold, dtype=np.float64),
-        "mask": acc.mask if acc.mask is not None else np.zeros((0, 0), dtype=bool),
-        "times": acc.times,
-    }
-    arrays.update({f"day_{k}": v for k, v in acc.per_day.items()})
-    for name, hist in (("pred", acc.hist_pred), ("truth", acc.hist_truth)):
-        arrays.update({f"hist_{name}_{k}": v for k, v in hist.state().items()})
+    arrays = acc.state()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -87,58 +95,179 @@ def load_state(path: str | Path) -> VerificationAccumulator:
     """
     path = Path(path)
     if not path.is_file():
-        raise DownpourError(f"{path}: no such verification state (write one with save())")
+        raise DownpourError(f"{path}: no such verification state (write one with save_state())")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError) as e:
         raise DownpourError(f"{path}: not a verification state .npz ({e})") from e
-    version = int(arrays["version"]) if "version" in arrays else None
-    if version != STATE_VERSION:
+    return VerificationAccumulator.from_state(arrays, where=str(path))
+
+
+# ---------------------------------------------------------------- state folders
+
+
+def _file_name(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", model) + ".npz"
+
+
+def save_states(
+    accs: Mapping[str, VerificationAccumulator], directory: str | Path, meta: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Save one accumulator per model and a ``manifest.json`` into ``directory``.
+
+    The folder is written whole (:func:`~downpour.core.files.atomic_dir`): a
+    failure midway leaves a previous folder of the same name as it was, never
+    a mix of old and new files.
+
+    Parameters
+    ----------
+    accs
+        ``{model: accumulator}`` of the same days.
+    directory
+        Output folder; a previous state folder there is replaced as a whole.
+    meta
+        JSON-ready facts for the manifest (run, store, split, units, thresholds, ...).
+
+    Returns
+    -------
+    dict
+        The manifest: ``meta`` plus ``models`` (``{model: file}``), ``days``
+        (first and last day), ``n_days``, ``scales`` and ``kind``/``version``.
+
+    Raises
+    ------
+    DownpourError
+        When ``directory`` exists but is not an empty folder or a state folder
+        (replacing it would delete other files), or model names collide as file names.
+    """
+    directory = check_state_dir(directory)
+    files = {name: _file_name(name) for name in accs}
+    if len(set(files.values())) != len(files):
+        raise DownpourError(f"model names {list(files)} collide as file names; rename a model")
+    first = next(iter(accs.values()))
+    times = first.times.astype("datetime64[D]")
+    manifest = {
+        "kind": _MANIFEST_KIND,
+        "version": 1,
+        **meta,
+        "scales": list(first.scales),
+        "n_days": first.n_days,
+        "days": [str(times.min()), str(times.max())] if times.size else [],
+        "models": files,
+    }
+    with atomic_dir(directory) as tmp:
+        for name, acc in accs.items():
+            save_state(acc, tmp / files[name])
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def check_state_dir(directory: str | Path) -> Path:
+    """Return ``directory`` if it is new, empty or a state folder (replaced whole when saved)."""
+    directory = Path(directory)
+    if directory.exists() and not (
+        (directory / MANIFEST).is_file() or (directory.is_dir() and not any(directory.iterdir()))
+    ):
         raise DownpourError(
-            f"{path}: verification state version {version}, this version reads "
-            f"{STATE_VERSION}; recompute the state with this version of downpour"
+            f"--save-state {directory}: exists and is not a verification state folder; "
+            "it would be replaced as a whole: give a new or empty folder"
         )
-    keys = [*DAY_KEYS, "counts", "fss"]
-    header = [
-        "threshold_names",
-        "threshold_values",
-        "scales",
-        "tail_threshold",
-        "mask",
-        "times",
-        "hist_pred_counts",
-        "hist_truth_counts",
-    ]
-    missing = [k for k in (*header, *(f"day_{k}" for k in keys)) if k not in arrays]
-    if missing:
-        raise DownpourError(f"{path}: verification state lacks {missing}")
-    mask = arrays["mask"]
-    acc = VerificationAccumulator(
-        dict(zip(arrays["threshold_names"].tolist(), arrays["threshold_values"], strict=True)),
-        scales=arrays["scales"].tolist(),
-        tail_threshold=float(arrays["tail_threshold"]),
-        mask=mask if mask.size else None,
-    )
-    times = arrays["times"].astype("datetime64[ns]")
-    nt, ns = len(acc.thresholds), len(acc.scales)
-    shapes = {k: (times.size,) for k in DAY_KEYS}
-    shapes.update(counts=(times.size, nt, 4), fss=(times.size, nt, ns, 3))
-    per_day = {}
-    for k in keys:
-        v = arrays[f"day_{k}"]
-        if v.shape != shapes[k]:
+    return directory
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """Read the manifest of a state folder; an error when it has none."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise DownpourError(
+            f"{directory}: no {MANIFEST}; write verification states with "
+            "`downpour verify RUN --period START:END --save-state DIR`"
+        )
+    manifest = json.loads(path.read_text())
+    if manifest.get("kind") != _MANIFEST_KIND:
+        raise DownpourError(f"{path}: not a verification state manifest")
+    return manifest
+
+
+def file_sha256(path: str | Path) -> str:
+    """Return the SHA-256 of a file's contents (hex), read in blocks of 1 MiB."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_same_source(
+    ref_dir: Path, ref: Mapping[str, Any], d: Path, m: Mapping[str, Any]
+) -> None:
+    """Refuse two pieces verified against another run, store or checkpoint (file contents)."""
+    for key in _SOURCE_KEYS:
+        a, b = ref.get(key), m.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict) and set(a) == set(b):
+            name = next(k for k in a if a[k] != b[k])
+            what = f"{key}[{name!r}]: {b[name]!r} in {d} but {a[name]!r} in {ref_dir}"
+        else:
+            what = f"{key}: {b!r} in {d} but {a!r} in {ref_dir}"
+        hint = ""
+        if key == "checkpoint_sha256":
+            hint = " (the checkpoint was retrained or replaced between the pieces)"
+        raise DownpourError(
+            f"verify-merge: the pieces {ref_dir} and {d} differ in {what}{hint}; "
+            "verify all pieces against the same run, store and checkpoints "
+            "(re-run `downpour verify --period … --save-state` for the stale pieces)"
+        )
+
+
+def merge_pieces(
+    directories: Sequence[str | Path],
+) -> tuple[dict[str, Any], dict[str, VerificationAccumulator]]:
+    """Read the state folders of several pieces and merge each model's accumulators.
+
+    Parameters
+    ----------
+    directories
+        Folders written by :func:`save_states` (any order).
+
+    Returns
+    -------
+    (dict, dict)
+        The first folder's manifest and ``{model: merged accumulator}``.
+
+    Raises
+    ------
+    DownpourError
+        When a folder has no manifest, the pieces disagree on run, store,
+        checkpoints (paths or contents), split, units, thresholds, scales or
+        models, or a day is in two pieces.
+    """
+    if not directories:
+        raise DownpourError("verify-merge: give at least one state folder")
+    dirs = [Path(d) for d in directories]
+    manifests = [read_manifest(d) for d in dirs]
+    ref = manifests[0]
+    for d, m in zip(dirs[1:], manifests[1:], strict=True):
+        _check_same_source(dirs[0], ref, d, m)
+        for key in ("split", "units", "thresholds", "scales"):
+            if m.get(key) != ref.get(key):
+                raise DownpourError(
+                    f"{d}: {key} {m.get(key)!r} differs from {ref.get(key)!r} in {dirs[0]}; "
+                    "merge pieces of the same verification only"
+                )
+        if set(m["models"]) != set(ref["models"]):
             raise DownpourError(
-                f"{path}: per-day '{k}' has shape {v.shape}, expected {shapes[k]} "
-                f"({times.size} days); the file is damaged"
+                f"{d} holds models {sorted(m['models'])} but {dirs[0]} holds "
+                f"{sorted(ref['models'])}; verify the same models in every piece"
             )
-        per_day[k] = v
-    hists = [
-        QuantileHistogram.from_state(
-            {k: arrays.get(f"hist_{name}_{k}") for k in ("counts", "range", "layout")},
-            where=f"{path} (hist_{name})",
-        )
-        for name in ("pred", "truth")
-    ]
-    acc._restore(per_day, times, *hists)
-    return acc
+    accs: dict[str, VerificationAccumulator] = {}
+    for name in ref["models"]:
+        for d, m in zip(dirs, manifests, strict=True):
+            acc = load_state(d / m["models"][name])
+            try:
+                accs[name] = accs[name].merge(acc) if name in accs else acc
+            except DownpourError as e:
+                raise DownpourError(f"{d}: cannot merge {name!r} into the other pieces: {e}") from e
+    return ref, accs

@@ -1,6 +1,6 @@
 """Per-day sufficient statistics of a batch of fields: the verification hot path.
 
-:class:`downpour.metrics.verification.VerificationAccumulator` turns each
+:class:`downpour.metrics.accumulator.VerificationAccumulator` turns each
 batch ``(days, y, x)`` of prediction and truth into a few numbers per day
 (:data:`DAY_KEYS`, contingency counts, FSS sums) with :func:`day_stats`; every
 score is a function of sums of these over days.

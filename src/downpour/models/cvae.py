@@ -47,7 +47,7 @@ Design choices and why:
 Examples
 --------
 >>> import torch
->>> from downpour.config import ModelConfig
+>>> from downpour.config import Config, ModelConfig
 >>> cfg = ModelConfig(d_z=4, base_filters=4, d_x=8, d_y=8, head="hurdle", prior="conditional")
 >>> net = CVAE(cfg, x_channels=2, s_channels=3, shape=(24, 24), scale_factor=6)
 >>> x, s, y = torch.randn(2, 2, 4, 4), torch.randn(2, 3, 24, 24), torch.rand(2, 1, 24, 24)
@@ -60,13 +60,13 @@ torch.Size([2, 5, 24, 24])
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from downpour.config import ModelConfig
+from downpour.config import Config, ModelConfig
 from downpour.models.blocks import DownBlock, UpBlock
 from downpour.models.outputs import CVAEOutput
 from downpour.models.registry import MODELS
@@ -388,6 +388,22 @@ class CVAE(nn.Module):
     space. Outputs are :class:`~downpour.models.outputs.CVAEOutput`. See the
     module docstring for the architecture and the reasons behind it.
     """
+
+    @classmethod
+    def from_run(cls, cfg: Config, info: dict[str, Any]) -> CVAE:
+        """Build from a run's ``model`` section and its store facts (channels, grid, scale)."""
+        return cls(
+            cfg.model,
+            x_channels=int(info["x_channels"]),
+            s_channels=int(info["s_channels"]),
+            shape=(int(info["shape"][0]), int(info["shape"][1])),
+            scale_factor=int(info["scale_factor"]),
+        )
+
+    @classmethod
+    def trained_channels_last(cls, cfg: Config) -> bool:
+        """Return ``train.channels_last``: the memory format the cVAE trained in."""
+        return bool(cfg.train.channels_last)
 
     def __init__(
         self,

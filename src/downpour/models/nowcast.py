@@ -1,9 +1,9 @@
 """Residual U-Net for radar nowcasting: the next frame as the last frame plus a change.
 
 The network sees the last ``n_frames`` radar frames (in the transformed space
-of :func:`downpour.nowcast.radar.rain_transform`: log1p or dBR) and predicts the
+of :func:`downpour.data.rain.rain_transform`: log1p or dBR) and predicts the
 change ``Δ`` over the last one; the target time enters as its sin/cos
-encoding (hour of day, day of year, :func:`downpour.nowcast.radar.temporal_encoding`)
+encoding (hour of day, day of year, :func:`downpour.data.rain.temporal_encoding`)
 through a FiLM modulation of the bottleneck. The output is floored at the
 value of "no rain" so rain never turns negative.
 
@@ -19,17 +19,24 @@ True
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from downpour.config import Config, NowcastConfig
+from downpour.data.rain import DBR_FLOOR, no_rain_value
 from downpour.models.blocks import FiLM
 from downpour.models.registry import MODELS
 
-__all__ = ["NowcastUNet", "floor_straight_through"]
+__all__ = ["INPUT_SCALING", "NowcastUNet", "floor_straight_through"]
 
 #: The 1×1 output head starts at this fraction of PyTorch's default initialisation.
 _HEAD_INIT_SCALE = 0.1
+#: Input scaling ``(offset, scale)`` of each rain transform: the network sees
+#: ``(frames − offset) / scale``, about unit range for rain up to ~100 mm/h.
+INPUT_SCALING = {"log": (0.0, 1.0), "dbr": (DBR_FLOOR, 10.0), "none": (0.0, 10.0)}
 
 
 def floor_straight_through(x: torch.Tensor, floor: float) -> torch.Tensor:
@@ -68,7 +75,7 @@ class _DoubleConv(nn.Sequential):
         )
 
 
-@MODELS.register("nowcast_unet")
+@MODELS.register("nowcast")
 class NowcastUNet(nn.Module):
     """U-Net that predicts the change of the next radar frame over the last one.
 
@@ -94,7 +101,7 @@ class NowcastUNet(nn.Module):
     temporal_dim
         Size of the temporal encoding (4: sin/cos hour, sin/cos day).
     floor
-        Value of 0 mm/h in the input space (:func:`downpour.nowcast.radar.no_rain_value`).
+        Value of 0 mm/h in the input space (:func:`downpour.data.rain.no_rain_value`).
     offset, scale
         The network sees ``(frames − offset) / scale`` and its change is
         multiplied by ``scale`` (e.g. ``offset=-15, scale=10`` for dBR).
@@ -135,6 +142,29 @@ class NowcastUNet(nn.Module):
         with torch.no_grad():  # start close to persistence, but not at it: a zero head
             self.head.weight.mul_(_HEAD_INIT_SCALE)  # would give the body no gradient
             self.head.bias.zero_()
+
+    @classmethod
+    def from_config(cls, nc: NowcastConfig) -> NowcastUNet:
+        """Build the U-Net of a ``nowcast`` section (input scaling and floor from its transform)."""
+        offset, scale = INPUT_SCALING[nc.transform]
+        return cls(
+            n_frames=nc.n_frames,
+            base_features=nc.base_features,
+            depth=nc.depth,
+            floor=no_rain_value(nc.transform),
+            offset=offset,
+            scale=scale,
+        )
+
+    @classmethod
+    def from_run(cls, cfg: Config, info: dict[str, Any]) -> NowcastUNet:
+        """Build from a run's ``nowcast`` section (``info``, the training statistics, is unused)."""
+        return cls.from_config(cfg.nowcast)
+
+    @classmethod
+    def trained_channels_last(cls, cfg: Config) -> bool:
+        """Return ``train.channels_last``: the memory format the nowcaster trained in."""
+        return bool(cfg.train.channels_last)
 
     def residual(self, frames: torch.Tensor, enc: torch.Tensor) -> torch.Tensor:
         """Return the predicted change ``Δ`` (before scaling), ``(B, 1, H, W)``."""

@@ -50,13 +50,13 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from downpour.config import SRDRNConfig
+from downpour.config import Config, SRDRNConfig
 from downpour.core.errors import DownpourError
 from downpour.models.registry import MODELS
 
@@ -282,6 +282,19 @@ class SRDRN(nn.Module):
             kernel_size=cfg.kernel_size,
             output=cfg.output,
         )
+
+    @classmethod
+    def from_run(cls, cfg: Config, info: dict[str, Any]) -> SRDRN:
+        """Build from a run's ``srdrn`` section and its store facts (channels, scale factor)."""
+        return cls.from_config(
+            cfg.srdrn, in_channels=int(info["x_channels"]), scale_factor=int(info["scale_factor"])
+        )
+
+    @classmethod
+    def trained_channels_last(cls, cfg: Config) -> bool:
+        """Return ``srdrn.channels_last``, or ``train.channels_last`` when that is unset."""
+        s = cfg.srdrn.channels_last
+        return bool(cfg.train.channels_last if s is None else s)
 
     def count_parameters(self, trainable_only: bool = False) -> int:
         """Return the number of parameters (all, or only those that require grad)."""

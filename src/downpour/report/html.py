@@ -25,10 +25,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from downpour import __version__
-from downpour.report import figures as plots
 from downpour.core.errors import DownpourError
-from downpour.downscaling.quality import quality_rows
 from downpour.core.files import atomic_write_text
+from downpour.core.rundir import RunDir
+from downpour.report import figures as plots
+from downpour.report.tables import quality_rows, verification_table
 
 __all__ = ["read_training_log", "training_curves", "write_report"]
 
@@ -78,7 +79,7 @@ def read_training_log(run: str | Path, kind: str) -> dict[str, list[tuple[float,
         averaged per epoch.
     """
     series: dict[str, dict[float, list[float]]] = {}
-    for path in sorted((Path(run) / "logs" / kind).glob("version_*/metrics.csv")):
+    for path in sorted(RunDir(run).logs(kind).glob("version_*/metrics.csv")):
         with path.open() as f:
             for row in csv.DictReader(f):
                 if not row.get("epoch"):
@@ -134,7 +135,7 @@ def _load_json(path: Path) -> Any:
 
 
 def _card_section(run: Path) -> str:
-    card = _load_json(run / "data" / "card.json")
+    card = _load_json(RunDir(run).card)
     if card is None:
         return "<p>No data card (run <code>downpour prepare</code>).</p>"
     rows = []
@@ -159,7 +160,7 @@ def _card_section(run: Path) -> str:
 
 
 def _quality_section(run: Path) -> str:
-    quality = _load_json(run / "metrics" / "sample_quality.json")
+    quality = _load_json(RunDir(run).metrics("sample_quality"))
     if not quality:
         return "<p>No sample-quality metrics (run <code>downpour evaluate</code>).</p>"
     parts = []
@@ -172,16 +173,14 @@ def _quality_section(run: Path) -> str:
         parts.append(_table(["metric", "real", "generated"], [list(r) for r in
                                                                quality_rows(summary)]))  # fmt: skip
         for fig in ("members", "intensity", "rapsd", "distributions"):
-            p = run / "figures" / f"{name}_{fig}.png"
+            p = RunDir(run).figure(f"{name}_{fig}")
             if p.is_file():
                 parts.append(_img(p, f"{name} {fig}"))
     return "\n".join(parts)
 
 
 def _verify_section(run: Path) -> str:
-    from downpour.downscaling.verify import verification_table
-
-    result = _load_json(run / "metrics" / "verify.json")
+    result = _load_json(RunDir(run).metrics("verify"))
     if not result:
         return "<p>No verification (run <code>downpour verify</code>).</p>"
     names, rows = verification_table(result)
@@ -222,7 +221,7 @@ def _verify_section(run: Path) -> str:
         parts.append(f'<li class="{cls}">{html.escape(line)}</li>')
     parts.append("</ul>")
     for fig, alt in (("verify_scores", "scores with intervals"), ("verify_maps", "maps")):
-        p = run / "figures" / f"{fig}.png"
+        p = RunDir(run).figure(fig)
         if p.is_file():
             parts.append(_img(p, alt))
     return "\n".join(parts)
@@ -250,7 +249,8 @@ def write_report(run: str | Path, out: str | Path | None = None, *, summary: str
     if not run.is_dir():
         raise DownpourError(f"run directory {run} not found")
     curves = []
-    for kind_dir in sorted((run / "logs").glob("*")) if (run / "logs").is_dir() else []:
+    logs = RunDir(run).logs_dir
+    for kind_dir in sorted(logs.glob("*")) if logs.is_dir() else []:
         fig = training_curves(run, kind_dir.name)
         if fig is not None:
             curves.append(_fig_img(fig, f"{kind_dir.name} training curves"))
@@ -277,7 +277,7 @@ def write_report(run: str | Path, out: str | Path | None = None, *, summary: str
         f"<title>downpour report: {html.escape(name)}</title><style>{_CSS}</style></head>"
         f"<body>{''.join(body)}</body></html>\n"
     )
-    out = Path(out) if out is not None else run / "report.html"
+    out = Path(out) if out is not None else RunDir(run).report
     atomic_write_text(out, doc)
     plots.plt.close("all")
     return out

@@ -1,10 +1,12 @@
-"""``downpour train cvae``: prepare (if needed), build, train, record.
+"""One ``fit()`` scaffold that every model kind trains through, and what a fit produced.
 
-:func:`train_cvae` is the Python API behind the command. It reuses the run's
-prepared store when its data settings match the config (and prepares it
-otherwise), trains with the trainer of :mod:`downpour.training.trainer`,
-and writes ``RUN/metrics/train_cvae.json`` with the final metrics, the
-parameter count and the seconds per epoch.
+:func:`fit` seeds, builds the data module and the module (in that order, so
+the initial weights depend only on the seed), prints one line about the
+model and its data, builds the trainer (:func:`~downpour.training.trainer.build_trainer`),
+fits (resuming exactly from a checkpoint when asked), and writes
+``RUN/metrics/train_<variant>.json`` from rank 0 (:func:`write_train_record`).
+:func:`epoch_steps` is the one place where batches and optimiser steps per
+epoch and rank are counted.
 """
 
 from __future__ import annotations
@@ -12,31 +14,34 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lightning as L
 import torch
-import yaml
 from lightning.pytorch.callbacks import Callback
 
-from downpour.config import Config, save_config
+from downpour.config import TrainConfig
 from downpour.core.errors import DownpourError
-from downpour.downscaling.cvae_module import CVAEModule
-from downpour.downscaling.datamodule import PrecipDataModule
-from downpour.training.trainer import build_trainer, checkpoint_paths, per_rank_batches
 from downpour.core.files import atomic_write_text
+from downpour.core.rundir import RunDir
+from downpour.training.base import BaseModule, count_parameters
+from downpour.training.trainer import build_trainer, checkpoint_paths, per_rank_batches
 
 __all__ = [
     "EpochTimer",
     "TrainResult",
+    "check_resume",
     "collect_result",
-    "ensure_store",
+    "epoch_steps",
+    "fit",
     "launched_processes",
-    "train_cvae",
     "write_train_record",
 ]
+
+DM = TypeVar("DM", bound=L.LightningDataModule)
 
 
 @dataclass
@@ -91,12 +96,11 @@ def collect_result(
 
 
 def write_train_record(
-    trainer: L.Trainer, run_dir: Path, kind: str, record: dict[str, Any]
+    trainer: L.Trainer, run_dir: str | Path, kind: str, record: dict[str, Any]
 ) -> None:
     """Write ``RUN/metrics/train_<kind>.json`` atomically, from rank 0 only under DDP."""
     if trainer.is_global_zero:
-        path = run_dir / "metrics" / f"train_{kind}.json"
-        atomic_write_text(path, json.dumps(record, indent=2))
+        atomic_write_text(RunDir(run_dir).train_record(kind), json.dumps(record, indent=2))
 
 
 def launched_processes() -> int:
@@ -113,93 +117,117 @@ def launched_processes() -> int:
     return 1
 
 
-def ensure_store(cfg: Config, run_dir: Path, *, echo: Any = print) -> Path:
-    """Return the run's prepared store, preparing it when missing or stale.
-
-    The store is reused when ``RUN/config.yaml`` has the same ``data``
-    section as ``cfg``; otherwise ``downpour prepare`` runs again.
-    """
-    store = run_dir / "data" / "store.zarr"
-    saved = run_dir / "config.yaml"
-    why = "is missing"
-    if store.is_dir() and saved.is_file():
-        old = yaml.safe_load(saved.read_text()).get("data")
-        if old == cfg.data.model_dump(mode="json"):
-            return store
-        why = f"was prepared with other data settings ({saved})"
-        echo(f"data settings differ from {saved}: preparing the store again")
-    world = launched_processes()
-    if world > 1:
-        raise DownpourError(
-            f"{store} {why}, and {world} training processes were launched together (srun / "
-            "torchrun): they would all prepare it at once. Run `downpour prepare --config C "
-            f"--out {run_dir}` once before the multi-process job"
-        )
-    from downpour.downscaling.prepare import prepare
-
-    echo(f"preparing {'the embedded dataset' if cfg.data.target is None else cfg.data.target.path}")
-    prepare(cfg, run_dir)
-    return store
+def check_resume(resume: str | Path | None) -> None:
+    """Refuse a ``--resume`` checkpoint that does not exist (before any work starts)."""
+    if resume is not None and not Path(resume).is_file():
+        raise DownpourError(f"--resume: checkpoint {resume} not found")
 
 
-def train_cvae(
-    cfg: Config,
-    run_dir: str | Path,
+def epoch_steps(
+    n_items: int,
+    batch_size: int,
+    cfg: TrainConfig,
     *,
-    resume: str | Path | None = None,
-    echo: Any = print,
-    in_memory: bool | None = None,
-    **trainer_overrides: Any,
-) -> TrainResult:
-    """Train the cVAE of ``cfg`` in ``run_dir``.
+    batches: int | None = None,
+    cap: int | None = None,
+) -> tuple[int, int]:
+    """Return ``(batches, optimiser steps)`` that each training process takes per epoch.
 
     Parameters
     ----------
+    n_items
+        Training items (days, windows) of the epoch.
+    batch_size
+        Items per batch.
     cfg
-        Resolved configuration.
+        Training settings (world size from ``devices × num_nodes``, ``accumulate``).
+    batches
+        A fixed number of batches per epoch (e.g. ``srdrn.batches_per_epoch``)
+        instead of one pass over the items dealt out across ranks.
+    cap
+        At most this many batches (``max_batches_per_epoch``).
+
+    Examples
+    --------
+    >>> cfg = TrainConfig(accumulate=2)
+    >>> epoch_steps(100, 16, cfg)  # 7 batches, 4 optimiser steps (the last one short)
+    (7, 4)
+    >>> epoch_steps(100, 16, cfg, batches=10, cap=5)
+    (5, 3)
+    """
+    n = batches or per_rank_batches(math.ceil(n_items / batch_size), cfg)
+    if cap:
+        n = min(n, cap)
+    return n, math.ceil(n / cfg.accumulate)
+
+
+def fit(
+    run_dir: str | Path,
+    *,
+    train_cfg: TrainConfig,
+    variant: str,
+    make_datamodule: Callable[[], DM],
+    make_module: Callable[[DM], BaseModule],
+    describe: Callable[[BaseModule, DM, int], str],
+    resume: str | Path | None = None,
+    echo: Callable[[str], Any] = print,
+    record: Callable[[L.Trainer, TrainResult], dict[str, Any]] | None = None,
+    max_epochs: int | None = None,
+    **trainer_overrides: Any,
+) -> TrainResult:
+    """Train one model of a run; the scaffold shared by the cVAE, SRDRN and the nowcaster.
+
+    Parameters
+    ----------
     run_dir
-        Run directory (created; holds store, checkpoints, logs, metrics).
+        The run directory (checkpoints, logs and the training record go there).
+    train_cfg
+        The training settings of this model (seed, epochs, devices, ...).
+    variant
+        The run's name for the model: checkpoint and log folder, record name.
+    make_datamodule
+        Builds the data module (after seeding).
+    make_module
+        Builds the LightningModule from the data module (after it).
+    describe
+        Returns the line printed before training, from the module, the
+        data module and the parameter count.
     resume
-        A checkpoint to continue from (weights, optimiser, schedulers,
-        epoch and callbacks are restored).
+        A checkpoint to continue from exactly (weights, optimiser,
+        schedulers, epoch, callbacks).
     echo
         Where progress lines go.
-    in_memory
-        Hold the training and validation days in memory; None: ``train.in_memory``
-        (None there too: when they take under 2 GiB).
+    record
+        Returns extra keys of the training record (may also update the
+        result's ``metrics``).
+    max_epochs
+        Overrides ``train_cfg.epochs``.
     **trainer_overrides
-        Passed to the Lightning trainer (e.g. ``limit_val_batches``).
+        Passed to the Lightning trainer (``extra_callbacks`` are appended to
+        the standard ones).
 
     Returns
     -------
     TrainResult
     """
-    run_dir = Path(run_dir)
-    if resume is not None and not Path(resume).is_file():
-        raise DownpourError(f"--resume: checkpoint {resume} not found")
-    store = ensure_store(cfg, run_dir, echo=echo)
-    save_config(cfg, run_dir / "config.yaml")
-    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    dm = PrecipDataModule(store, cfg.train, in_memory=in_memory)
-    dm.setup("fit")
-    assert dm.train_set is not None
-    batches = per_rank_batches(math.ceil(len(dm.train_set) / dm.batch_size), cfg.train)
-    if cfg.train.max_batches_per_epoch:
-        batches = min(batches, cfg.train.max_batches_per_epoch)
-    steps_per_epoch = math.ceil(batches / cfg.train.accumulate)
-    module = CVAEModule(cfg, dm.info, steps_per_epoch=steps_per_epoch)
-    n_params = sum(p.numel() for p in module.net.parameters())
-    h, w = dm.info["shape"]
-    echo(
-        f"cVAE {cfg.name}: {n_params:,} parameters ({n_params / 1e6:.2f} M) at {h}×{w}; "
-        f"{len(dm.train_set)} training days, {batches} batches of {dm.batch_size} per epoch"
-    )
+    check_resume(resume)
+    L.seed_everything(train_cfg.seed, workers=True, verbose=False)
+    dm = make_datamodule()
+    module = make_module(dm)
+    n_params = count_parameters(module.net)
+    echo(describe(module, dm, n_params))
     timer = EpochTimer()
     callbacks = [timer, *trainer_overrides.pop("extra_callbacks", [])]
     trainer = build_trainer(
-        cfg.train, run_dir, kind="cvae", extra_callbacks=callbacks, **trainer_overrides
+        train_cfg,
+        run_dir,
+        kind=variant,
+        max_epochs=max_epochs,
+        extra_callbacks=callbacks,
+        **trainer_overrides,
     )
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     result = collect_result(trainer, timer, run_dir, n_params)
-    write_train_record(trainer, run_dir, "cvae", asdict(result))
+    extra = record(trainer, result) if record is not None else {}
+    write_train_record(trainer, run_dir, variant, {**asdict(result), **extra})
     return result

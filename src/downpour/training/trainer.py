@@ -29,8 +29,7 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
-from downpour.config import Config, TrainConfig
-from downpour.core.errors import DownpourError
+from downpour.config import TrainConfig
 
 __all__ = [
     "LastCheckpoint",
@@ -41,57 +40,8 @@ __all__ = [
     "checkpoint_dir",
     "checkpoint_paths",
     "processes_per_node",
-    "read_checkpoint",
     "resolve_strategy",
 ]
-
-
-_LABELS = {"cvae": "cVAE", "srdrn": "SRDRN"}
-
-
-def read_checkpoint(
-    checkpoint: str | Path, kind: str
-) -> tuple[Config, dict[str, Any], dict[str, torch.Tensor]]:
-    """Read a downpour checkpoint of one model kind.
-
-    Parameters
-    ----------
-    checkpoint
-        A ``.ckpt`` file written by ``downpour train <kind>``.
-    kind
-        ``"cvae"``, ``"srdrn"``, ``"nowcast"``.
-
-    Returns
-    -------
-    (Config, dict, dict)
-        The run's resolved config, the data facts recorded at training time
-        (``checkpoint["downpour"]["info"]``) and the network's state dict
-        (the LightningModule's ``net.`` prefix removed).
-
-    Raises
-    ------
-    DownpourError
-        A missing, unreadable or foreign file, or a checkpoint of another kind.
-    """
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise DownpourError(f"checkpoint {path} not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file raises many kinds
-        raise DownpourError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})"
-        ) from None
-    extra = ckpt.get("downpour") if isinstance(ckpt, dict) else None
-    if not extra or extra.get("kind") != kind:
-        raise DownpourError(
-            f"{path} is not a downpour {_LABELS.get(kind, kind)} checkpoint "
-            f"(made by `downpour train {kind}`)"
-        )
-    state = {
-        k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
-    }
-    return Config.model_validate(extra["config"]), extra["info"], state
 
 
 def checkpoint_dir(run_dir: str | Path, kind: str) -> Path:

@@ -1,4 +1,4 @@
-"""``downpour sample`` and ``merge-samples``: synthetic members from trained cVAEs."""
+"""``downpour sample``, ``merge-samples``, ``evaluate``, ``augment``: synthetic fields."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from downpour.cli.main import cli, console
-from downpour.config import load_config
-from downpour.core.errors import DownpourError
+from downpour.cli.common import console, print_quality
+
+__all__ = ["augment_cmd", "evaluate", "merge_samples_cmd", "sample"]
 
 
-@cli.command()
+@click.command()
 @click.option(
     "--checkpoint",
     "checkpoints",
@@ -70,29 +70,17 @@ def sample(
     The store is written block by block (memory: sampling.batch_size events).
     Shards of one archive sampled with --period join with `downpour merge-samples`.
     """
-    from pydantic import ValidationError
+    from downpour.downscaling.samples import open_samples
+    from downpour.downscaling.sampling import sample_checkpoints
 
-    from downpour.config import SamplingConfig, apply_overrides
-    from downpour.downscaling.quality import open_samples
-    from downpour.downscaling.sampling import load_cvae, sample_to_store
-
-    if config_path is not None:
-        cfg = load_config(config_path, overrides)
-    else:
-        cfg = apply_overrides(load_cvae(checkpoints[0])[1], overrides, str(checkpoints[0]))
-    run = checkpoints[0].resolve().parents[2]
-    store = store or run / "data" / "store.zarr"
-    s = cfg.sampling
-    if period is not None:
-        try:
-            s = SamplingConfig.model_validate({**s.model_dump(), "period": period})
-        except ValidationError as exc:
-            msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
-            raise DownpourError(f"--period: {msg}") from None
-    suffix = ".zarr" if s.format == "zarr" else ".nc"
-    shard = "" if s.period is None else f"_{s.period[0]}_{s.period[1]}"
-    out = out or run / "samples" / f"{s.mode}_{s.split}{shard}{suffix}"
-    sample_to_store(list(checkpoints), store, s, out)
+    out, s = sample_checkpoints(
+        checkpoints,
+        config=config_path,
+        overrides=overrides,
+        store=store,
+        out=out,
+        period=period,
+    )
     ds = open_samples(out)
     n_ev, n_mem = ds.sizes["event"], ds.sizes["member"]
     note = " (evaluation only: not for training)" if ds.attrs["for_evaluation_only"] else ""
@@ -105,7 +93,7 @@ def sample(
     )
 
 
-@cli.command("merge-samples")
+@click.command("merge-samples")
 @click.argument("shards", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--out",
@@ -121,8 +109,7 @@ def merge_samples_cmd(shards: tuple[Path, ...], out: Path) -> None:
     temperature, members, wet rule, store or seed. The merge equals one
     `downpour sample` pass over all the shards' days.
     """
-    from downpour.downscaling.quality import open_samples
-    from downpour.downscaling.sampling import merge_samples
+    from downpour.downscaling.samples import merge_samples, open_samples
 
     merge_samples(list(shards), out, progress=True)
     ds = open_samples(out)
@@ -134,3 +121,79 @@ def merge_samples_cmd(shards: tuple[Path, ...], out: Path) -> None:
         )
     )
     ds.close()
+
+
+@click.command()
+@click.argument("samples", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run directory for metrics/ and figures/ (default: the samples' run).",
+)
+@click.option("--figures/--no-figures", default=True, show_default=True, help="Draw the PNGs.")
+def evaluate(samples: tuple[Path, ...], out: Path | None, figures: bool) -> None:
+    """Score samples stores against the real fields (DESIGN.md §8.1).
+
+    Writes RUN/metrics/sample_quality.json (one entry per store, named after
+    the file) and RUN/figures/<name>_*.png, and prints the table.
+    """
+    from downpour.downscaling.quality import evaluate as run_evaluate
+
+    for path in samples:
+        q = run_evaluate(path, out, figures=figures)
+        print_quality(path.name.split(".")[0], q.summary)
+
+
+@click.command("augment")
+@click.argument("samples", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--store",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Prepared store the samples were drawn from (default: the samples' run).",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Augmented store (default: RUN/data/augmented.zarr).",
+)
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    default=None,
+    help="Config whose `augment` section is used (default: RUN/config.yaml).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="e.g. --set augment.per_event=3, augment.ratio=0.2, augment.predictors=coarsened.",
+)
+def augment_cmd(
+    samples: tuple[Path, ...],
+    store: Path | None,
+    out: Path | None,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Mix real training days with synthetic members of heavy events into a new store.
+
+    Only samples of training days are accepted. SRDRN trains on the result
+    with `downpour train srdrn --store RUN/data/augmented.zarr`.
+    """
+    from downpour.downscaling.augment import augment_run
+
+    augment_run(
+        list(samples),
+        store=store,
+        out=out,
+        config=config_path,
+        overrides=overrides,
+        echo=lambda m: console.print(escape(m)),
+    )

@@ -1,24 +1,16 @@
+"""Reading radar files: accumulation to the model step, coarsening, the real MeteoSwiss file."""
+
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 
 from downpour.config import VariableSource
-from downpour.nowcast.radar import (
-    DBR_FLOOR,
-    RadarSequenceDataset,
-    coarsen_radar,
-    find_gaps,
-    inverse_rain_transform,
-    load_radar,
-    make_embedded_radar,
-    rain_transform,
-    sequence_windows,
-    temporal_encoding,
-)
 from downpour.core.errors import DownpourError
+from downpour.nowcast.radar import coarsen_radar, load_radar
+from downpour.nowcast.synthetic import make_embedded_radar
+from downpour.nowcast.windows import RadarSequenceDataset
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 RADAR = DATA / "radar_mch_20160711.nc"
@@ -120,170 +112,6 @@ def test_coarsen_crops_and_masks_half_nan():
     np.testing.assert_allclose(out["x"].values, [5.0, 25.0])
     np.testing.assert_array_equal(out["valid"].values[0], [[True, True], [False, True]])
     assert out.attrs["coarsen"] == 2 and "cropped rows 0+1, columns 0+1" in out.attrs["grid_fit"]
-
-
-# ------------------------------------------------------------------ gaps and windows
-
-
-def test_gaps_and_windows_exact_counts():
-    times = five_min("2021-07-01T00:00", 20)
-    times = np.delete(times, [10, 15, 16])  # 00:50 alone; 01:15-01:20 together
-    gaps = find_gaps(times, FIVE)
-    assert gaps == [
-        (np.datetime64("2021-07-01T00:50", "ns"), np.datetime64("2021-07-01T00:50", "ns")),
-        (np.datetime64("2021-07-01T01:15", "ns"), np.datetime64("2021-07-01T01:20", "ns")),
-    ]
-    starts, report = sequence_windows(times, 3, FIVE)
-    # 17 times -> 14 index windows of 4; bad steps after index 9 (00:45 -> 00:55) and
-    # index 13 (01:10 -> 01:25); windows i..i+3 spanning them: i = 7, 8, 9 and i = 11, 12, 13
-    assert report["total"] == 14 and report["kept"] == 8 and report["dropped_for_gaps"] == 6
-    np.testing.assert_array_equal(starts, [0, 1, 2, 3, 4, 5, 6, 10])
-    assert report["gaps"] == [
-        ("2021-07-01T00:50:00", "2021-07-01T00:50:00"),
-        ("2021-07-01T01:15:00", "2021-07-01T01:20:00"),
-    ]
-    for s in starts:
-        assert (np.diff(times[s : s + 4]) == FIVE).all()
-
-
-def test_windows_without_gaps_and_too_short():
-    times = five_min("2021-07-01T00:00", 6)
-    starts, report = sequence_windows(times, 2, FIVE)
-    np.testing.assert_array_equal(starts, [0, 1, 2, 3])
-    assert report == {"total": 4, "kept": 4, "dropped_for_gaps": 0, "gaps": []}
-    starts, report = sequence_windows(times[:2], 4, FIVE)
-    assert starts.size == 0 and report["total"] == 0
-    assert find_gaps(times, FIVE) == []
-
-
-# ------------------------------------------------------------------ transforms
-
-
-def test_transform_round_trips():
-    rate = np.array([0.1, 0.5, 1.0, 7.3, 80.0, 250.0])
-    for kind in ("log", "dbr", "none"):
-        back = inverse_rain_transform(rain_transform(rate, kind), kind)
-        np.testing.assert_allclose(back, rate, rtol=1e-12)
-        t = torch.tensor(rate, dtype=torch.float32)
-        back_t = inverse_rain_transform(rain_transform(t, kind), kind)
-        torch.testing.assert_close(back_t, t, rtol=1e-5, atol=0)
-    np.testing.assert_allclose(rain_transform(np.array([0.0, np.e - 1]), "log"), [0.0, 1.0])
-
-
-def test_dbr_values_and_floor():
-    rate = np.array([0.0, 0.05, 0.0999, 0.1, 1.0, 10.0, 100.0, np.nan])
-    dbr = rain_transform(rate, "dbr")
-    np.testing.assert_allclose(dbr[:7], [-15.0, -15.0, -15.0, -10.0, 0.0, 10.0, 20.0])
-    assert np.isnan(dbr[7])
-    np.testing.assert_allclose(inverse_rain_transform(dbr[:3], "dbr"), [0.0, 0.0, 0.0])
-    assert DBR_FLOOR == -15.0
-    with pytest.raises(ValueError, match="valid: 'log', 'dbr', 'none'"):
-        rain_transform(rate, "sqrt")
-
-
-def test_temporal_encoding_known_times():
-    enc = temporal_encoding(
-        np.array(["2021-07-01T06:00", "2021-01-01T00:00", "2021-01-01T18:00"], "datetime64[ns]")
-    )
-    day = 2 * np.pi * (181 + 0.25) / 365.25  # 1 July 2021 is day 182 (0-based 181)
-    np.testing.assert_allclose(enc[0], [1.0, 0.0, np.sin(day), np.cos(day)], atol=1e-6)
-    np.testing.assert_allclose(enc[1], [0.0, 1.0, 0.0, 1.0], atol=1e-6)
-    np.testing.assert_allclose(enc[2, :2], [-1.0, 0.0], atol=1e-6)
-
-
-# ------------------------------------------------------------------ dataset
-
-
-def hourly_da(n=8, h=3, w=4):
-    times = np.datetime64("2021-07-01T02:00", "ns") + np.arange(n) * np.timedelta64(1, "h")
-    vals = np.full((n, h, w), np.e - 1, dtype=np.float32)  # log1p -> 1
-    vals[:, 2, 3] = 0.0
-    vals[1, 0, 0] = np.nan  # input frame 1 of item 0
-    vals[4, 1, 1] = np.nan  # target of item 0
-    return xr.DataArray(vals, dims=("time", "y", "x"), coords={"time": times})
-
-
-def test_dataset_item():
-    ds = RadarSequenceDataset(hourly_da(), n_frames=4, transform="log")
-    assert len(ds) == 4 and ds.report["kept"] == 4
-    item = ds[0]
-    assert item["inputs"].shape == (4, 3, 4) and item["inputs"].dtype == torch.float32
-    assert item["target"].shape == (1, 3, 4) and item["valid"].shape == (1, 3, 4)
-    assert item["valid"].dtype == torch.bool
-    expect_valid = np.ones((1, 3, 4), bool)
-    expect_valid[0, 0, 0] = expect_valid[0, 1, 1] = False
-    np.testing.assert_array_equal(item["valid"].numpy(), expect_valid)
-    assert item["inputs"][1, 0, 0] == 0.0 and item["target"][0, 1, 1] == 0.0  # no-data -> no rain
-    torch.testing.assert_close(item["inputs"][0, 0, 0], torch.tensor(1.0))
-    assert item["inputs"][0, 2, 3] == 0.0
-    assert not torch.isnan(item["inputs"]).any() and not torch.isnan(item["target"]).any()
-    # target is index 4 = 06:00 -> hour angle π/2
-    assert item["time"].dtype == torch.int64
-    assert item["time"].item() == np.datetime64("2021-07-01T06:00", "ns").astype(np.int64)
-    torch.testing.assert_close(item["temporal"][:2], torch.tensor([1.0, 0.0]), atol=1e-6, rtol=0)
-    assert ds[1]["valid"].numpy().sum() == 10  # inputs 1..4 hold both NaNs
-    assert ds[2]["valid"].numpy().sum() == 11  # inputs 2..5 hold only the NaN at (1, 1)
-
-
-def test_dataset_dbr_fill_and_gap():
-    da = hourly_da().isel(time=[0, 1, 2, 3, 4, 6, 7])  # 08:00 missing
-    ds = RadarSequenceDataset(da, n_frames=2, transform="dbr")
-    # 7 times -> 5 windows of 3; bad step between indices 4 and 5 -> i = 3, 4 dropped
-    assert ds.report["total"] == 5 and ds.report["dropped_for_gaps"] == 2
-    np.testing.assert_array_equal(ds.starts, [0, 1, 2])
-    item = ds[0]
-    assert item["inputs"][1, 0, 0] == DBR_FLOOR  # no-data filled with the no-rain value
-    assert item["inputs"][0, 2, 3] == DBR_FLOOR
-    torch.testing.assert_close(
-        item["inputs"][0, 0, 0], torch.tensor(10 * np.log10(np.e - 1)).float()
-    )
-
-
-# ------------------------------------------------------------------ embedded
-
-
-@pytest.fixture(scope="module")
-def embedded():
-    return make_embedded_radar(seed=3, hours=24)
-
-
-def test_embedded_deterministic_and_layout(embedded):
-    again = make_embedded_radar(seed=3, hours=24)
-    xr.testing.assert_identical(embedded, again)
-    other = make_embedded_radar(seed=4, hours=24)
-    assert not np.array_equal(other["precip_rate"].values, embedded["precip_rate"].values)
-    da = embedded["precip_rate"]
-    assert da.dims == ("time", "y", "x") and da.shape == (288, 64, 64)
-    assert da.attrs["units"] == "mm/h" and da.dtype == np.float32
-    assert da["time"].values[0] == np.datetime64("2021-07-01T00:00")
-    assert (np.diff(da["time"].values) == FIVE).all()
-    assert (np.diff(da["y"].values) > 0).all() and (np.diff(da["x"].values) > 0).all()
-    assert da["y"].attrs["units"] == "m"
-    assert np.isfinite(da.values).all() and (da.values >= 0).all()
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_embedded_wet_fraction(seed):
-    f = make_embedded_radar(seed=seed, hours=24)["precip_rate"].values
-    wet = (f >= 0.1).mean()
-    assert 0.05 <= wet <= 0.4
-    assert 5.0 <= f.max() <= 200.0
-
-
-def test_embedded_cells_move(embedded):
-    f = embedded["precip_rate"].values
-    u, v = embedded.attrs["steering_u_ms"], embedded.attrs["steering_v_ms"]
-    px_h = 3600.0 / embedded.attrs["grid_spacing_m"]
-    sy, sx = round(v * px_h), round(u * px_h)
-    assert abs(sy) + abs(sx) >= 5  # at least 10 km/h
-    a, b = f[:-12], f[12:]  # t and t + 1 h
-
-    def corr(p, q):
-        return np.corrcoef(p.ravel(), q.ravel())[0, 1]
-
-    shifted = corr(b, np.roll(a, (sy, sx), axis=(1, 2)))
-    still = corr(b, a)
-    assert shifted > still + 0.2
 
 
 def test_embedded_through_file_and_dataset(tmp_path):

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from scipy.ndimage import uniform_filter
 
+from downpour.metrics.contingency import fss_sums
 from downpour.metrics.day_stats import threshold_for
 from downpour.metrics.extremes import QuantileHistogram
 from downpour.metrics.fss import window_counts, window_extent
-from downpour.metrics.verification import fss_sums, verify_arrays
+from downpour.metrics.verification import verify_arrays
 
 
 def brute_counts(f: np.ndarray, s: int) -> np.ndarray:

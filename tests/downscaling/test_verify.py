@@ -7,8 +7,7 @@ import pytest
 import xarray as xr
 
 from downpour.core.errors import DownpourError
-from downpour.metrics.verification import VerificationAccumulator, paired_difference
-from downpour.downscaling.verify import significance_lines, verification_table, verify_models, verify_run
+from downpour.downscaling.verify import verify_models, verify_run
 
 
 def fields(rng, days=40, h=12, w=10):
@@ -40,30 +39,7 @@ def test_perfect_model_beats_a_shuffled_one_significantly():
     assert d["continuous"]["mae"]["estimate"] == pytest.approx(
         perfect["continuous"]["mae"] - shuffled["continuous"]["mae"]
     )
-    lines = significance_lines(res)
-    assert any(line.startswith("perfect − shuffled, CSI P95: +") and line.endswith(
-        ", significant") for line in lines)  # fmt: skip
-    names, rows = verification_table(res)
-    assert names == ["perfect", "shuffled"]
-    assert rows[0][0] == "CSI P95" and rows[0][1].startswith("1.000 [1.000, 1.000]")
-
-
-def test_identical_predictions_differ_by_exactly_zero():
-    rng = np.random.default_rng(1)
-    da, truth = fields(rng, days=20)
-    pred = truth * 0.8
-    a = VerificationAccumulator({"P95": 10.0})
-    b = VerificationAccumulator({"P95": 10.0})
-    a.update(pred, truth)
-    b.update(pred, truth)
-    d = paired_difference(a, b, n_boot=100)
-    leaf = d["categorical"]["P95"]["sedi"]
-    assert (leaf["estimate"], leaf["low"], leaf["high"]) == (0.0, 0.0, 0.0)
-    assert not leaf["significant"]
-    c = VerificationAccumulator({"P95": 10.0})
-    c.update(pred[:10], truth[:10])
-    with pytest.raises(DownpourError, match="same days"):
-        paired_difference(a, c)
+    # the significance lines and the table of this result: tests/report/test_tables.py
 
 
 def test_prediction_on_other_days_is_refused():
@@ -93,8 +69,8 @@ def test_verify_run_with_baselines(sampled_run, tmp_path):
 
 
 def test_verify_refuses_an_augmented_store(tmp_path, sampled_run):
-    from downpour.downscaling.augment import augment
     from downpour.config import AugmentConfig
+    from downpour.downscaling.augment import augment
 
     aug = tmp_path / "aug.zarr"
     augment(sampled_run / "data" / "store.zarr", [sampled_run / "samples" / "posterior_train.zarr"],

@@ -1,4 +1,4 @@
-"""Verification in pieces of time: save/load, merge, ``verify --period`` and ``verify-merge``."""
+"""Verification in pieces: state files and folders, ``verify --period`` and ``verify-merge``."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from click.testing import CliRunner
 
 from downpour.cli.main import cli
 from downpour.config import load_config
-from downpour.downscaling.prepare import prepare
 from downpour.core.errors import DownpourError
-from downpour.metrics.verification import VerificationAccumulator
+from downpour.downscaling import verify_state
+from downpour.downscaling.prepare import prepare
+from downpour.downscaling.verify_state import load_state, save_state
+from downpour.metrics.accumulator import VerificationAccumulator
 
 THR = {"P95": 6.0, "10mm": 10.0}
 SCALES = (1, 3, 4)
@@ -59,8 +61,8 @@ def assert_same_result(got: dict, ref: dict, rel: float = 1e-12) -> None:
 def test_save_load_round_trip_is_exact(tmp_path):
     pred, truth, mask, times = fields()
     acc = accumulate(pred, truth, mask, times, slice(None))
-    path = acc.save(tmp_path / "sub" / "acc.npz")
-    back = VerificationAccumulator.load(path)
+    path = save_state(acc, tmp_path / "sub" / "acc.npz")
+    back = load_state(path)
     assert back.thresholds == acc.thresholds and back.scales == acc.scales
     assert back.tail_threshold == acc.tail_threshold
     assert np.array_equal(back.mask, mask) and np.array_equal(back.times, times)
@@ -72,41 +74,19 @@ def test_save_load_round_trip_is_exact(tmp_path):
     assert_same_result(back.compute_with_intervals(50), acc.compute_with_intervals(50), rel=0.0)
     # no mask, no times, no days
     empty = VerificationAccumulator({"5mm": 5.0}, tail_threshold=2.0)
-    back = VerificationAccumulator.load(empty.save(tmp_path / "empty.npz"))
+    back = load_state(save_state(empty, tmp_path / "empty.npz"))
     assert back.mask is None and back.n_days == 0 and back.tail_threshold == 2.0
-
-
-def test_pieces_merged_in_any_order_equal_one_pass():
-    pred, truth, mask, times = fields()
-    one = accumulate(pred, truth, mask, times, slice(None))
-    a = accumulate(pred, truth, mask, times, slice(0, 9), batch=4)
-    b = accumulate(pred, truth, mask, times, slice(9, 10))
-    c = accumulate(pred, truth, mask, times, slice(10, 30), batch=20)
-    ref = one.compute_with_intervals(200, seed=1)
-    for merged in (a.merge(b).merge(c), c.merge(b.merge(a)), b.merge(c).merge(a)):
-        assert np.array_equal(merged.times, times)  # ordered by time
-        assert np.array_equal(merged.per_day["counts"], one.per_day["counts"])
-        assert np.array_equal(merged.hist_pred.counts, one.hist_pred.counts)
-        assert_same_result(merged.compute_with_intervals(200, seed=1), ref)
-
-
-def test_merging_a_day_twice_is_refused_with_its_date():
-    pred, truth, mask, times = fields()
-    a = accumulate(pred, truth, mask, times, slice(0, 10))
-    b = accumulate(pred, truth, mask, times, slice(8, 20))
-    with pytest.raises(DownpourError, match="2 day.* in both accumulators, the first 2001-01-09"):
-        a.merge(b)
 
 
 def test_load_names_the_file_and_the_problem(tmp_path):
     with pytest.raises(DownpourError, match="missing.npz: no such verification state"):
-        VerificationAccumulator.load(tmp_path / "missing.npz")
+        load_state(tmp_path / "missing.npz")
     (tmp_path / "text.npz").write_text("not a zip")
     with pytest.raises(DownpourError, match="text.npz: not a verification state"):
-        VerificationAccumulator.load(tmp_path / "text.npz")
+        load_state(tmp_path / "text.npz")
     np.savez(tmp_path / "old.npz", version=np.array(0))
     with pytest.raises(DownpourError, match="old.npz: verification state version 0"):
-        VerificationAccumulator.load(tmp_path / "old.npz")
+        load_state(tmp_path / "old.npz")
 
 
 # ------------------------------------------------------------------ command line
@@ -169,23 +149,6 @@ def test_verify_in_two_periods_then_merge_equals_one_pass(run, tmp_path):
     assert "they cover 2002-01-01 to 2002-01-31" in out
 
 
-def test_cftime_stamps_order_and_check_days():
-    cftime = pytest.importorskip("cftime")
-    pred, truth, mask, _ = fields(days=4)
-    stamps = [cftime.DatetimeNoLeap(2001, 2, 27 + d) if d < 2 else
-              cftime.DatetimeNoLeap(2001, 3, d - 1) for d in range(4)]  # fmt: skip
-    a = VerificationAccumulator(THR, scales=SCALES, mask=mask)
-    b = VerificationAccumulator(THR, scales=SCALES, mask=mask)
-    a.update(pred[2:], truth[2:], time=stamps[2:])
-    b.update(pred[:2], truth[:2], time=stamps[:2])
-    merged = a.merge(b)
-    assert [str(t)[:10] for t in merged.times] == [
-        "2001-02-27", "2001-02-28", "2001-03-01", "2001-03-02"
-    ]  # fmt: skip
-    with pytest.raises(DownpourError, match="the first 2001-03-01"):
-        merged.merge(a)
-
-
 # ------------------------------------------------- predicting only a period's days
 
 
@@ -222,8 +185,8 @@ def _record_days(monkeypatch, cls: type, method: str) -> list[int]:
 
 @pytest.mark.parametrize("name", ["bicubic", "bcsd"])
 def test_baseline_predicts_only_the_selected_days(run, monkeypatch, name):
+    from downpour.downscaling.predict import predict_baseline
     from downpour.models.baselines import BCSD, Bicubic
-    from downpour.downscaling.train_srdrn import predict_baseline
 
     store = run / "data" / "store.zarr"
     whole = predict_baseline(name, store, split="test")
@@ -239,8 +202,8 @@ def test_baseline_predicts_only_the_selected_days(run, monkeypatch, name):
 
 
 def test_srdrn_predicts_only_the_selected_days(run, srdrn_ckpt, monkeypatch):
+    from downpour.downscaling.predict import predict_srdrn
     from downpour.models.srdrn import SRDRN
-    from downpour.downscaling.train_srdrn import predict_srdrn
 
     store = run / "data" / "store.zarr"
     whole = predict_srdrn(srdrn_ckpt, store, split="test", device="cpu")
@@ -256,9 +219,9 @@ def test_srdrn_predicts_only_the_selected_days(run, srdrn_ckpt, monkeypatch):
 
 
 def test_verify_period_predicts_only_its_days(run, srdrn_ckpt, monkeypatch, tmp_path):
+    from downpour.downscaling.verify import verify_run
     from downpour.models.baselines import Bicubic
     from downpour.models.srdrn import SRDRN
-    from downpour.downscaling.verify import verify_run
 
     bicubic_days = _record_days(monkeypatch, Bicubic, "predict")
     srdrn_days = _record_days(monkeypatch, SRDRN, "forward")
@@ -328,7 +291,7 @@ def test_merge_refuses_pieces_of_another_checkpoint_run_or_store(run, srdrn_ckpt
 
 
 def test_a_failed_save_leaves_the_previous_state_folder_intact(tmp_path, monkeypatch):
-    from downpour.downscaling.verify import save_states
+    from downpour.downscaling.verify_state import save_states
 
     pred, truth, mask, times = fields()
     old = {n: accumulate(pred, truth, mask, times, slice(0, 10)) for n in ("a", "b", "c")}
@@ -338,25 +301,25 @@ def test_a_failed_save_leaves_the_previous_state_folder_intact(tmp_path, monkeyp
     assert set(before) == {"a.npz", "b.npz", "c.npz", "manifest.json"}
 
     new = {n: accumulate(pred, truth, mask, times, slice(10, 30)) for n in ("a", "b", "c")}
-    real_save, calls = VerificationAccumulator.save, []
+    real_save, calls = verify_state.save_state, []
 
-    def failing_save(self, path):
+    def failing_save(acc, path):
         calls.append(path)
         if len(calls) == 2:
             raise OSError("disk full")
-        return real_save(self, path)
+        return real_save(acc, path)
 
-    monkeypatch.setattr(VerificationAccumulator, "save", failing_save)
+    monkeypatch.setattr(verify_state, "save_state", failing_save)
     with pytest.raises(OSError, match="disk full"):
         save_states(new, folder, {"split": "test"})
     assert len(calls) == 2
     assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]  # no temporary folder left
 
-    monkeypatch.setattr(VerificationAccumulator, "save", real_save)
+    monkeypatch.setattr(verify_state, "save_state", real_save)
     manifest = save_states(new, folder, {"split": "test"})
     assert manifest["n_days"] == 20
-    assert VerificationAccumulator.load(folder / "b.npz").n_days == 20
+    assert load_state(folder / "b.npz").n_days == 20
 
     other = tmp_path / "not_a_state"
     other.mkdir()

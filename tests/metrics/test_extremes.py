@@ -5,13 +5,13 @@ import pytest
 from scipy import stats
 
 from downpour.core.errors import DownpourError
+from downpour.metrics.accumulator import VerificationAccumulator
 from downpour.metrics.extremes import (
     QuantileHistogram,
     compare_gpd_tails,
     daily_domain_max,
     gpd_tail_fit,
 )
-from downpour.metrics.verification import VerificationAccumulator
 
 
 def gpd_series(n: int, shape: float, seed: int) -> np.ndarray:

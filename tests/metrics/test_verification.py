@@ -9,15 +9,9 @@ import xarray as xr
 from scipy import stats
 
 from downpour.core.errors import DownpourError
-from downpour.metrics.verification import (
-    VerificationAccumulator,
-    categorical_scores,
-    contingency_counts,
-    fss_sums,
-    sedi,
-    verify_arrays,
-    verify_dataset,
-)
+from downpour.metrics.accumulator import VerificationAccumulator
+from downpour.metrics.contingency import categorical_scores, contingency_counts, fss_sums, sedi
+from downpour.metrics.verification import paired_difference, verify_arrays, verify_dataset
 
 THR = {"P95": 6.0, "10mm": 10.0}
 
@@ -308,6 +302,25 @@ def test_identical_days_collapse_the_interval():
     leaf = acc.compute_with_intervals(n_boot=50, tail_fit=False)["intervals"]["continuous"]["mae"]
     assert leaf["low"] == pytest.approx(leaf["estimate"], rel=1e-12)
     assert leaf["high"] == pytest.approx(leaf["estimate"], rel=1e-12)
+
+
+def test_identical_predictions_differ_by_exactly_zero():
+    rng = np.random.default_rng(1)
+    days, h, w = 20, 12, 10
+    truth = rng.gamma(0.5, 8.0, size=(days, h, w)) * (rng.random((days, h, w)) < 0.6)
+    pred = truth * 0.8
+    a = VerificationAccumulator({"P95": 10.0})
+    b = VerificationAccumulator({"P95": 10.0})
+    a.update(pred, truth)
+    b.update(pred, truth)
+    d = paired_difference(a, b, n_boot=100)
+    leaf = d["categorical"]["P95"]["sedi"]
+    assert (leaf["estimate"], leaf["low"], leaf["high"]) == (0.0, 0.0, 0.0)
+    assert not leaf["significant"]
+    c = VerificationAccumulator({"P95": 10.0})
+    c.update(pred[:10], truth[:10])
+    with pytest.raises(DownpourError, match="same days"):
+        paired_difference(a, c)
 
 
 def test_verify_dataset_streams_dask_and_checks_time():

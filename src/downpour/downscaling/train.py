@@ -1,0 +1,289 @@
+"""``downpour train cvae`` and ``downpour train srdrn``: prepare (if needed), train, record.
+
+:func:`train_cvae` and :func:`train_srdrn` are the Python API behind the
+commands. Both reuse the run's prepared store when its data settings match
+the config (and prepare it otherwise, :func:`ensure_store`) and train
+through the shared scaffold :func:`downpour.training.fit.fit`, which writes
+``RUN/metrics/train_<variant>.json``.
+
+:func:`train_srdrn` trains one SRDRN variant (``kind``: its checkpoint and
+log folder, e.g. ``srdrn_real`` and ``srdrn_augmented`` in one run
+directory) on the run's prepared store or on another store of the same
+layout, e.g. an augmented one (real + synthetic training days, flagged
+``is_synthetic``). For the augmentation experiment two variants must see
+the same number of optimiser steps whatever their number of training days:
+``srdrn.batches_per_epoch`` fixes the batches of every epoch (drawn from the
+endlessly reshuffled stream of the training days, see
+:class:`~downpour.data.sampler.FixedLengthBatchSampler`), or ``max_steps``
+fixes the total. The steps taken are recorded in the training record.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import yaml
+
+from downpour.config import Config, save_config
+from downpour.core.errors import DownpourError
+from downpour.core.rundir import RunDir
+from downpour.downscaling.cvae_module import CVAEModule
+from downpour.downscaling.datamodule import PrecipDataModule
+from downpour.downscaling.dataset import _as_str
+from downpour.downscaling.prepare import prepare
+from downpour.downscaling.srdrn_module import SRDRNModule, srdrn_train_config
+from downpour.downscaling.store import open_store, resolve_store_path
+from downpour.training.base import BaseModule
+from downpour.training.fit import TrainResult, check_resume, epoch_steps, fit, launched_processes
+
+__all__ = ["ensure_store", "srdrn_variant", "train_cvae", "train_srdrn"]
+
+
+def ensure_store(cfg: Config, run_dir: str | Path, *, echo: Any = print) -> Path:
+    """Return the run's prepared store, preparing it when missing or stale.
+
+    The store is reused when ``RUN/config.yaml`` has the same ``data``
+    section as ``cfg``; otherwise ``downpour prepare`` runs again.
+    """
+    run = RunDir(run_dir)
+    store, saved = run.store, run.config
+    why = "is missing"
+    if store.is_dir() and saved.is_file():
+        old = yaml.safe_load(saved.read_text()).get("data")
+        if old == cfg.data.model_dump(mode="json"):
+            return store
+        why = f"was prepared with other data settings ({saved})"
+        echo(f"data settings differ from {saved}: preparing the store again")
+    world = launched_processes()
+    if world > 1:
+        raise DownpourError(
+            f"{store} {why}, and {world} training processes were launched together (srun / "
+            "torchrun): they would all prepare it at once. Run `downpour prepare --config C "
+            f"--out {run.root}` once before the multi-process job"
+        )
+    echo(f"preparing {'the embedded dataset' if cfg.data.target is None else cfg.data.target.path}")
+    prepare(cfg, run_dir)
+    return store
+
+
+def train_cvae(
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    resume: str | Path | None = None,
+    echo: Any = print,
+    in_memory: bool | None = None,
+    **trainer_overrides: Any,
+) -> TrainResult:
+    """Train the cVAE of ``cfg`` in ``run_dir``.
+
+    Parameters
+    ----------
+    cfg
+        Resolved configuration.
+    run_dir
+        Run directory (created; holds store, checkpoints, logs, metrics).
+    resume
+        A checkpoint to continue from (weights, optimiser, schedulers,
+        epoch and callbacks are restored).
+    echo
+        Where progress lines go.
+    in_memory
+        Hold the training and validation days in memory; None: ``train.in_memory``
+        (None there too: when they take under 2 GiB).
+    **trainer_overrides
+        Passed to the Lightning trainer (e.g. ``limit_val_batches``).
+
+    Returns
+    -------
+    TrainResult
+    """
+    check_resume(resume)
+    run = RunDir(run_dir)
+    store = ensure_store(cfg, run.root, echo=echo)
+    save_config(cfg, run.config)
+    steps: dict[str, int] = {}
+
+    def make_datamodule() -> PrecipDataModule:
+        dm = PrecipDataModule(store, cfg.train, in_memory=in_memory)
+        dm.setup("fit")
+        return dm
+
+    def make_module(dm: PrecipDataModule) -> BaseModule:
+        assert dm.train_set is not None
+        steps["batches"], steps["steps"] = epoch_steps(
+            len(dm.train_set), dm.batch_size, cfg.train, cap=cfg.train.max_batches_per_epoch
+        )
+        return CVAEModule(cfg, dm.info, steps_per_epoch=steps["steps"])
+
+    def describe(module: BaseModule, dm: PrecipDataModule, n_params: int) -> str:
+        assert dm.train_set is not None
+        h, w = dm.info["shape"]
+        return (
+            f"cVAE {cfg.name}: {n_params:,} parameters ({n_params / 1e6:.2f} M) at {h}×{w}; "
+            f"{len(dm.train_set)} training days, {steps['batches']} batches of {dm.batch_size} "
+            "per epoch"
+        )
+
+    return fit(
+        run.root,
+        train_cfg=cfg.train,
+        variant="cvae",
+        make_datamodule=make_datamodule,
+        make_module=make_module,
+        describe=describe,
+        resume=resume,
+        echo=echo,
+        **trainer_overrides,
+    )
+
+
+def _store_days(store: Path) -> dict[str, int]:
+    """Count training days, synthetic among them; refuse synthetic days outside ``train``."""
+    ds = open_store(store)
+    try:
+        split = _as_str(np.asarray(ds["split"].values))
+        synthetic = (
+            np.asarray(ds["is_synthetic"].values, dtype=bool)
+            if "is_synthetic" in ds.variables
+            else np.zeros(split.shape, dtype=bool)
+        )
+    finally:
+        ds.close()
+    leaked = synthetic & (split != "train")
+    if leaked.any():
+        raise DownpourError(
+            f"{store} has {int(leaked.sum())} synthetic day(s) outside the training split; "
+            "synthetic fields may only train, never validate or test: rebuild the store "
+            "with `downpour augment`"
+        )
+    train = split == "train"
+    return {"train_days": int(train.sum()), "synthetic_train_days": int((synthetic & train).sum())}
+
+
+def srdrn_variant(store: str | Path | None) -> str:
+    """Return the variant name of SRDRN trained on ``store``.
+
+    ``srdrn_augmented`` when the store holds synthetic days, else
+    ``srdrn_real`` (also for ``None``, the run's own store).
+    """
+    if store is None:
+        return "srdrn_real"
+    days = _store_days(resolve_store_path(store))
+    return "srdrn_augmented" if days["synthetic_train_days"] else "srdrn_real"
+
+
+def train_srdrn(
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    store: str | Path | None = None,
+    kind: str = "srdrn",
+    resume: str | Path | None = None,
+    echo: Any = print,
+    max_steps: int | None = None,
+    in_memory: bool | None = None,
+    **trainer_overrides: Any,
+) -> TrainResult:
+    """Train SRDRN (``cfg.srdrn``) in ``run_dir``.
+
+    Parameters
+    ----------
+    cfg
+        Resolved configuration; SRDRN trains with
+        :func:`~downpour.downscaling.srdrn_module.srdrn_train_config`.
+    run_dir
+        Run directory (checkpoints in ``checkpoints/<kind>/``, logs in
+        ``logs/<kind>/``, metrics in ``metrics/train_<kind>.json``).
+    store
+        The store to train on; default the run's ``data/store.zarr``
+        (prepared when missing or stale). An augmented store may be given;
+        its synthetic days must all be training days.
+    kind
+        Name of this variant (folders above), e.g. ``srdrn_real``
+        (:func:`srdrn_variant` names a store's variant).
+    resume
+        A checkpoint of this variant to continue from (exactly).
+    echo
+        Where progress lines go.
+    max_steps
+        Stop after this many optimiser steps (a budget independent of the
+        number of days); the epochs and LR schedule are sized to reach it.
+    in_memory
+        Hold the training and validation days in memory; None: ``train.in_memory``
+        (None there too: when they take under 2 GiB).
+    **trainer_overrides
+        Passed to the Lightning trainer (e.g. ``max_epochs``, ``limit_val_batches``).
+
+    Returns
+    -------
+    TrainResult
+        ``metrics`` includes ``steps`` (optimiser steps taken).
+    """
+    check_resume(resume)
+    run = RunDir(run_dir)
+    if store is None:
+        store_path = ensure_store(cfg, run.root, echo=echo)
+        save_config(cfg, run.config)
+    else:
+        store_path = resolve_store_path(store)
+    days = _store_days(store_path)
+    n_batches, steps_per_epoch = epoch_steps(
+        days["train_days"], cfg.srdrn.batch_size, cfg.train, batches=cfg.srdrn.batches_per_epoch
+    )
+    epochs = math.ceil(max_steps / steps_per_epoch) if max_steps else None
+    train_cfg = srdrn_train_config(cfg, epochs=epochs)
+    if max_steps:
+        trainer_overrides["max_steps"] = max_steps
+
+    def make_datamodule() -> PrecipDataModule:
+        dm = PrecipDataModule(
+            store_path,
+            train_cfg,
+            in_memory=in_memory,
+            batches_per_epoch=cfg.srdrn.batches_per_epoch,
+        )
+        dm.setup("fit")
+        return dm
+
+    def make_module(dm: PrecipDataModule) -> BaseModule:
+        return SRDRNModule(
+            cfg, dm.info, steps_per_epoch=steps_per_epoch, variant=kind, train_cfg=train_cfg
+        )
+
+    def describe(module: BaseModule, dm: PrecipDataModule, n_params: int) -> str:
+        stages = "×".join(map(str, module.net.factors))
+        return (
+            f"SRDRN {kind}: {n_params:,} parameters, upsampling ×{stages}"
+            f"; {days['train_days']} training days ({days['synthetic_train_days']} synthetic), "
+            f"{n_batches} batches of {train_cfg.batch_size} per epoch"
+        )
+
+    def record(trainer: L.Trainer, result: TrainResult) -> dict[str, Any]:
+        result.metrics["steps"] = float(trainer.global_step)
+        return {
+            "kind": kind,
+            "store": str(store_path),
+            "optimizer_steps": int(trainer.global_step),
+            "batches_per_epoch": n_batches,
+            "batch_size": train_cfg.batch_size,
+            **days,
+        }
+
+    return fit(
+        run.root,
+        train_cfg=train_cfg,
+        variant=kind,
+        make_datamodule=make_datamodule,
+        make_module=make_module,
+        describe=describe,
+        resume=resume,
+        echo=echo,
+        record=record,
+        max_epochs=trainer_overrides.pop("max_epochs", None),
+        **trainer_overrides,
+    )
