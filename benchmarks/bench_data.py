@@ -15,10 +15,10 @@ from pathlib import Path
 
 from downpour.bench.loader import loader_rate, make_loader
 from downpour.config import EmbeddedConfig, load_config
+from downpour.data.transforms import build_transform
 from downpour.downscaling.dataset import PrecipDataset
 from downpour.downscaling.prepare import prepare
 from downpour.downscaling.synthetic import make_embedded
-from downpour.data.transforms import build_transform
 
 
 def peak_mb() -> float:

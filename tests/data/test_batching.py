@@ -1,10 +1,12 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from downpour.config import TrainConfig
-from downpour.data.batching import ShardSampler, ShuffledBatchSampler
+from downpour.data.batching import FixedLengthBatchSampler, ShardSampler, ShuffledBatchSampler
+from downpour.data.sampler import StratifiedBatchSampler
 from downpour.training.trainer import per_rank_batches
 
 
@@ -51,3 +53,21 @@ def test_shards_cover_every_item_once_in_order(n, world):
 def test_shards_refuse_fewer_items_than_processes():
     with pytest.raises(ValueError, match="2 validation item"):
         ShardSampler(2, rank=0, world_size=3)
+
+
+def test_fixed_length_epochs_continue_the_shuffled_stream():
+    inner = StratifiedBatchSampler(np.zeros(10, dtype=bool), batch_size=4, min_heavy_fraction=0.0)
+    assert len(inner) == 3
+    sampler = FixedLengthBatchSampler(inner, 5)
+    epochs = []
+    for e in range(3):
+        sampler.set_epoch(e)
+        epochs.append(list(sampler))
+    assert [len(b) for b in epochs[0]] == [4, 4, 2, 4, 4] and len(sampler) == 5
+    flat = np.concatenate([np.concatenate(b) for b in epochs])
+    assert np.bincount(flat).tolist() == [5] * 10  # 15 batches = 5 passes over 10 days
+    fresh = FixedLengthBatchSampler(
+        StratifiedBatchSampler(np.zeros(10, dtype=bool), batch_size=4, min_heavy_fraction=0.0), 5
+    )
+    fresh.set_epoch(1)
+    assert list(fresh) == epochs[1]  # depends on the epoch only (exact resume)

@@ -1,11 +1,14 @@
 """downpour verify: several downscalers on the same test days, paired differences, JSON, figures."""
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
 
+from _shared import record_days
 from downpour.core.errors import DownpourError
 from downpour.downscaling.verify import verify_models, verify_run
 
@@ -77,3 +80,78 @@ def test_verify_refuses_an_augmented_store(tmp_path, sampled_run):
             aug, AugmentConfig(per_event=1), echo=lambda m: None)  # fmt: skip
     with pytest.raises(DownpourError, match="holds synthetic days; verify against the real"):
         verify_run(tmp_path, store=aug, checkpoints={}, n_boot=10, echo=lambda m: None)
+
+
+# --------------------------------------------- verifying a period's days
+
+
+def test_verify_period_predicts_only_its_days(quarter_jan_run, srdrn_ckpt, monkeypatch, tmp_path):
+    from downpour.downscaling.verify import verify_run
+    from downpour.models.baselines import Bicubic
+    from downpour.models.srdrn import SRDRN
+
+    bicubic_days = record_days(monkeypatch, Bicubic, "predict")
+    srdrn_days = record_days(monkeypatch, SRDRN, "forward")
+    manifest = verify_run(quarter_jan_run, checkpoints={"srdrn": srdrn_ckpt},
+                          baselines=("bicubic",), period="2002-01-05:2002-01-14",
+                          save_state=tmp_path / "s", echo=lambda m: None)  # fmt: skip
+    assert manifest["n_days"] == 10 and manifest["days"] == ["2002-01-05", "2002-01-14"]
+    assert sum(bicubic_days) == 10 and sum(srdrn_days) == 10  # not the 31 days of the split
+
+
+# --------------------------------------------- merging pieces of another run or checkpoint
+
+
+def test_merge_refuses_pieces_of_another_checkpoint_run_or_store(
+    srdrn_ckpt, quarter_jan_run, tmp_path
+):
+    run = quarter_jan_run
+    import torch
+
+    from downpour.downscaling.verify import merge_states, verify_run
+
+    ckpt = tmp_path / "run_ckpt" / "best.ckpt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(srdrn_ckpt.read_bytes())
+
+    def piece(period: str, out: Path) -> Path:
+        verify_run(run, checkpoints={"srdrn_real": ckpt}, baselines=("bicubic",), period=period,
+                   save_state=out, echo=lambda m: None)  # fmt: skip
+        return out
+
+    first = piece("2002-01-01:2002-01-15", tmp_path / "first")
+    second = piece("2002-01-16:2002-01-31", tmp_path / "second")
+    manifest = json.loads((first / "manifest.json").read_text())
+    assert manifest["run"] == str(run.resolve())
+    assert manifest["checkpoints"] == {"srdrn_real": str(ckpt.resolve())}
+    assert len(manifest["checkpoint_sha256"]["srdrn_real"]) == 64
+    merged = merge_states([first, second], tmp_path / "ok.json", n_boot=20, echo=lambda m: None)
+    assert merged["models"]["srdrn_real"]["n_days"] == 31
+
+    # retrained between the pieces: same path, other weights
+    state = torch.load(ckpt, weights_only=False)
+    state["state_dict"] = {k: v + 0.01 if v.is_floating_point() else v
+                           for k, v in state["state_dict"].items()}  # fmt: skip
+    torch.save(state, ckpt)
+    retrained = piece("2002-01-16:2002-01-31", tmp_path / "retrained")
+    with pytest.raises(DownpourError) as err:
+        merge_states([first, retrained], tmp_path / "bad.json", echo=lambda m: None)
+    msg = str(err.value)
+    assert str(first) in msg and str(retrained) in msg
+    assert "checkpoint_sha256['srdrn_real']" in msg and "retrained or replaced" in msg
+    assert "verify all pieces against the same run, store and checkpoints" in msg
+    assert not (tmp_path / "bad.json").exists()
+
+    # another run, store or checkpoint path in the manifest
+    for key, value in (("run", "/elsewhere/run"), ("store", "/elsewhere/store.zarr"),
+                       ("checkpoints", {"srdrn_real": "/elsewhere/best.ckpt"})):  # fmt: skip
+        other = tmp_path / f"other_{key}"
+        other.mkdir()
+        for f in second.iterdir():
+            (other / f.name).write_bytes(f.read_bytes())
+        m = json.loads((other / "manifest.json").read_text())
+        m[key] = value
+        (other / "manifest.json").write_text(json.dumps(m))
+        expected = re.escape(f"pieces {first} and {other} differ in {key}")
+        with pytest.raises(DownpourError, match=expected):
+            merge_states([first, other], tmp_path / "bad.json", echo=lambda m: None)

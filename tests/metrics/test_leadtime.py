@@ -9,7 +9,7 @@ from downpour.metrics.leadtime import LeadScores, beats_persistence, threshold_n
 def test_persistence_scores_equal_hand_computed_ones():
     times = np.datetime64("2021-07-01T00:00", "ns") + np.arange(2) * np.timedelta64(1, "h")
     obs = np.array([[[0.0, 2.0], [6.0, 0.0]], [[0.0, 0.0], [12.0, 3.0]]], dtype=np.float32)
-    persistence = obs[:1]  # the init frame repeated: tests/test_nowcast_cli.py checks the forecast
+    persistence = obs[:1]  # the init frame repeated: tests/cli/test_cli_nowcast.py checks it
     scores = LeadScores(1, [1.0, 5.0, 10.0], [1], np.log1p)
     scores.update(persistence, obs[1:], times[0])
     s = scores.compute()[0]

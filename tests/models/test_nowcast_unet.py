@@ -5,14 +5,7 @@ import torch
 
 from downpour.models.nowcast import NowcastUNet, floor_straight_through
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions run several times faster on one thread on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny convolutions run faster on one thread
 
 
 def tiny(**kw):

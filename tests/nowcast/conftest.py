@@ -1,60 +1,17 @@
-"""Shared fixtures of the nowcast tests: one thread, small sources, a stub network, a tiny run."""
+"""Fixtures of the nowcast tests: one thread, small sources, a stub network.
 
-from pathlib import Path
+The tiny trained run is ``trained_nowcast`` of tests/conftest.py (the CLI tests use it too).
+"""
 
 import numpy as np
 import pytest
 import torch
 import xarray as xr
-from click.testing import CliRunner
-
-# `nowcast train --set ...` of the tiny run shared by the forecast, verify and CLI tests:
-# 24 hourly frames of 24×24 (generated directly at 60 min), one epoch
-TINY_RUN = [
-    "nowcast.embedded_hours=24",
-    "nowcast.embedded_size=24",
-    "nowcast.embedded_step_minutes=60",
-    "nowcast.n_frames=3",
-    "nowcast.base_features=4",
-    "nowcast.depth=2",
-    "nowcast.batch_size=2",
-    "nowcast.accumulate=1",
-    "nowcast.epochs=1",
-    "nowcast.hours=3",
-    "nowcast.verify_every=1",
-    "nowcast.fss_scales=[1,3]",
-    "nowcast.rollout_steps=1",
-]
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions run several times faster on one thread on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory) -> Path:
-    """The last checkpoint of a tiny run trained through `nowcast train` (shared, read-only)."""
-    from downpour.cli.nowcast import nowcast
-
-    run = tmp_path_factory.mktemp("nowcast_run")
-    args = ["train", "--out", run]
-    for item in TINY_RUN:
-        args += ["--set", item]
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        res = CliRunner().invoke(nowcast, [str(a) for a in args])
-    finally:
-        torch.set_num_threads(n)
-    assert "Traceback" not in res.output, res.output
-    assert res.exit_code == 0, res.output
-    assert "parameters" in res.output and "validation MAE" in res.output
-    return run / "checkpoints" / "nowcast" / "last.ckpt"
+def _one_thread(one_thread):
+    """Every nowcast test runs on one thread (``one_thread`` of tests/conftest.py)."""
 
 
 class Stub(torch.nn.Module):

@@ -45,5 +45,3 @@ def test_embedded_source_is_accumulated_to_the_step():
     da = load_nowcast_source(cfg.nowcast)
     assert da.sizes == {"time": 13, "y": 16, "x": 16}  # 00:00 (partial) .. 12:00
     assert da.attrs["step_minutes"] == 60 and not bool(da["complete"].values[0])
-
-

@@ -49,11 +49,11 @@ def test_persistence_forecast_repeats_the_init_frame():
 # ------------------------------------------------------------------ checkpoint API
 
 
-def test_forecast_from_checkpoint_and_store_round_trip(trained, tmp_path):
-    ds = forecast(trained, init="2021-07-01T20:00", hours=2)
+def test_forecast_from_checkpoint_and_store_round_trip(trained_nowcast, tmp_path):
+    ds = forecast(trained_nowcast, init="2021-07-01T20:00", hours=2)
     assert ds.sizes == {"lead_time": 2, "y": 24, "x": 24}
-    assert ds.attrs["checkpoint"] == str(trained)
-    to_end = forecast(trained, init="2021-07-01T20:00", hours=None)
+    assert ds.attrs["checkpoint"] == str(trained_nowcast)
+    to_end = forecast(trained_nowcast, init="2021-07-01T20:00", hours=None)
     assert to_end.sizes["lead_time"] == 3  # 21:00 .. 23:00, the last frame
     for name in ("f.zarr", "f.nc"):
         path = write_forecast(ds, tmp_path / name)
@@ -64,4 +64,4 @@ def test_forecast_from_checkpoint_and_store_round_trip(trained, tmp_path):
         assert back["lead_time"].dtype.kind == "m" and back["time"].dtype.kind == "M"
         back.close()
     with pytest.raises(DownpourError, match=r"whole number of 60-min steps"):
-        forecast(trained, init="2021-07-01T20:00", hours=1.5)
+        forecast(trained_nowcast, init="2021-07-01T20:00", hours=1.5)

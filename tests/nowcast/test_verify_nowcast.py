@@ -8,9 +8,9 @@ from downpour.core.errors import DownpourError
 from downpour.nowcast.verify import score_rows, verify_nowcast
 
 
-def test_verify_scores_model_against_persistence(trained, tmp_path):
+def test_verify_scores_model_against_persistence(trained_nowcast, tmp_path):
     res = verify_nowcast(
-        trained, hours=3, extrapolation=False, out_dir=tmp_path, echo=lambda m: None
+        trained_nowcast, hours=3, extrapolation=False, out_dir=tmp_path, echo=lambda m: None
     )
     assert res["period"] == "test" and res["leads"] == [60, 120, 180]
     assert all(t >= "2021-07-01T18:00" for t in res["inits"])  # truth in the held-out block
@@ -26,15 +26,15 @@ def test_verify_scores_model_against_persistence(trained, tmp_path):
     assert rows[0]["persistence"]["n"] == len(res["inits"])
 
 
-def test_verify_with_pysteps_extrapolation(trained, tmp_path):
+def test_verify_with_pysteps_extrapolation(trained_nowcast, tmp_path):
     pytest.importorskip("pysteps")
     pytest.importorskip("cv2")
-    res = verify_nowcast(trained, hours=1, echo=lambda m: None)
+    res = verify_nowcast(trained_nowcast, hours=1, echo=lambda m: None)
     assert "extrapolation" in res["methods"], res["notes"]
     assert res["methods"]["extrapolation"][0]["n_inits"] == len(res["inits"])
 
 
-def test_a_failing_baseline_is_skipped_with_a_note(trained, monkeypatch):
+def test_a_failing_baseline_is_skipped_with_a_note(trained_nowcast, monkeypatch):
     pytest.importorskip("pysteps")
     import downpour.nowcast.forecasters as forecasters
 
@@ -42,6 +42,6 @@ def test_a_failing_baseline_is_skipped_with_a_note(trained, monkeypatch):
         raise DownpourError("no OpenCV here")
 
     monkeypatch.setattr(forecasters, "require_pysteps", broken)
-    res = verify_nowcast(trained, hours=1, echo=lambda m: None)
+    res = verify_nowcast(trained_nowcast, hours=1, echo=lambda m: None)
     assert list(res["methods"]) == ["model", "persistence"]
     assert res["notes"] == ["extrapolation baseline skipped: no OpenCV here"]

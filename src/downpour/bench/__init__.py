@@ -1,4 +1,6 @@
-"""``downpour bench``: throughput and memory figures, never pass/fail (DESIGN.md §10).
+"""``downpour bench``: throughput and memory figures, never pass/fail.
+
+Definitions: docs/performance.md#benchmarks.
 
 Parts (each a module of this package):
 

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from downpour.bench.machine import PeakMemory
 from downpour.config import load_config
+from downpour.core.rundir import RunDir
 from downpour.data.sampler import StratifiedBatchSampler
 from downpour.data.transforms import build_transform
 from downpour.downscaling.dataset import PrecipDataset
@@ -121,7 +122,7 @@ def bench_loader(
         run = Path(tmp) / "run"
         cfg = load_config("demo", [f"data.embedded.n_years={years}"])
         prepare(cfg, run)
-        store = run / "data" / "store.zarr"
+        store = RunDir(run).store
         out["workers"] = {}
         for workers in (0, 1, 2):
             ds = PrecipDataset(store, "train", transform=aug, seed=0)

@@ -32,7 +32,7 @@ Neither package's FSS has a mask: both get the fields with 0 outside the
 land, and are compared with our FSS of those fields without a mask; ``scores``'
 zero-padded FSS also slides windows centred one row below and one column
 right of the grid, so its reference is our FSS of the fields padded by one
-zero row and column (see ``tests/test_verification.py``).
+zero row and column (see ``tests/metrics/test_verification.py``).
 """
 
 from __future__ import annotations

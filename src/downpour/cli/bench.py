@@ -1,4 +1,7 @@
-"""``downpour bench``: throughput and memory figures to JSON and RESULTS.md (DESIGN.md §10)."""
+"""``downpour bench``: throughput and memory figures to JSON and RESULTS.md.
+
+Definitions: docs/performance.md#benchmarks.
+"""
 
 from __future__ import annotations
 

@@ -47,12 +47,6 @@ def _echo(msg: str) -> None:
     console.print(escape(msg), soft_wrap=True)
 
 
-def _run_of(checkpoint: Path) -> Path:
-    """``RUN`` of ``RUN/checkpoints/nowcast/x.ckpt`` (the checkpoint's folder otherwise)."""
-    p = checkpoint.resolve()
-    return p.parents[2] if p.parent.parent.name == "checkpoints" else p.parent
-
-
 def _source(path: Path | None, variable: str | None, checkpoint: Path) -> VariableSource | None:
     if path is None:
         return None
@@ -177,7 +171,7 @@ def forecast_cmd(
     if out is None:
         stamp = str(ds.attrs["init_time"]).replace(":", "")
         suffix = ".nc" if fmt == "netcdf" else ".zarr"
-        out = RunDir(_run_of(checkpoint)).forecasts_dir / f"nowcast_{stamp}{suffix}"
+        out = RunDir.of_checkpoint(checkpoint).forecasts_dir / f"nowcast_{stamp}{suffix}"
     write_forecast(ds, out, fmt)
     n = ds.sizes["lead_time"]
     last = ds["time"].values[-1]
@@ -269,7 +263,7 @@ def verify_cmd(
     """Score model, persistence and extrapolation per lead; JSON, figures and a table."""
     from downpour.nowcast.verify import verify_nowcast
 
-    run = out or _run_of(checkpoint)
+    run = out or RunDir.of_checkpoint(checkpoint).root
     result = verify_nowcast(
         checkpoint,
         source=_source(source, variable, checkpoint),

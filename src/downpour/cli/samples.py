@@ -134,7 +134,7 @@ def merge_samples_cmd(shards: tuple[Path, ...], out: Path) -> None:
 )
 @click.option("--figures/--no-figures", default=True, show_default=True, help="Draw the PNGs.")
 def evaluate(samples: tuple[Path, ...], out: Path | None, figures: bool) -> None:
-    """Score samples stores against the real fields (DESIGN.md §8.1).
+    """Score samples stores against the real fields (docs/metrics.md#sample-quality).
 
     Writes RUN/metrics/sample_quality.json (one entry per store, named after
     the file) and RUN/figures/<name>_*.png, and prints the table.

@@ -66,7 +66,7 @@ def verify(
     period: str | None,
     save_state: Path | None,
 ) -> None:
-    """Verify the run's downscalers on the real test days (DESIGN.md §8.2).
+    """Verify the run's downscalers on the real test days (docs/metrics.md).
 
     Writes RUN/metrics/verify.json and RUN/figures/verify_*.png, and prints
     the scores with bootstrap intervals and which differences are significant.

@@ -98,7 +98,7 @@ class HeavyConfig(Section):
 
 
 class DataConfig(Section):
-    """Where the data comes from and how it is prepared (DESIGN.md §4)."""
+    """Where the data comes from and how it is prepared (docs/data.md)."""
 
     target: VariableSource | None = Field(
         None, description="high-res precipitation; None = the embedded dataset"

@@ -12,7 +12,7 @@ __all__ = ["LossConfig", "ModelConfig", "SRDRNConfig"]
 
 
 class ModelConfig(Section):
-    """cVAE architecture (DESIGN.md §5, §11)."""
+    """cVAE architecture (docs/models.md, docs/presets.md#presets)."""
 
     d_z: int = Field(64, ge=1)
     base_filters: int = Field(64, ge=1)
@@ -28,7 +28,7 @@ class ModelConfig(Section):
 
 
 class LossConfig(Section):
-    """Loss weights and parameters (DESIGN.md §6)."""
+    """Loss weights and parameters (docs/models.md#losses)."""
 
     scale: float = Field(20.0, gt=0.0)
     w_min: float = Field(0.1, ge=0.0)
@@ -60,7 +60,7 @@ class LossConfig(Section):
 
 
 class SRDRNConfig(Section):
-    """SRDRN downscaler and its training overrides (DESIGN.md §5, §11)."""
+    """SRDRN downscaler and its training overrides (docs/models.md, docs/presets.md#presets)."""
 
     filters: int = Field(64, ge=1)
     res_blocks: int = Field(16, ge=0)

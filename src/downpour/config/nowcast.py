@@ -13,7 +13,7 @@ __all__ = ["NowcastConfig"]
 
 
 class NowcastConfig(Section):
-    """Radar nowcasting U-Net (DESIGN.md §5-7)."""
+    """Radar nowcasting U-Net (docs/models.md)."""
 
     target: VariableSource | None = Field(None, description="radar file; None = embedded")
     n_frames: int = Field(4, ge=1)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from downpour.config.base import Section
+from downpour.core.periods import parse_dates
 
 __all__ = ["AugmentConfig", "SamplingConfig"]
 
 
 class SamplingConfig(Section):
-    """Sampling of synthetic fields from trained cVAEs (DESIGN.md §8.1)."""
+    """Sampling of synthetic fields from trained cVAEs (docs/metrics.md#sample-quality)."""
 
     mode: Literal["posterior", "prior"] = "posterior"
     members: int = Field(5, ge=1)
@@ -55,41 +55,18 @@ class SamplingConfig(Section):
 
     @staticmethod
     def parse_period(text: str) -> tuple[dt.date, dt.date]:
-        """Parse ``START:END`` (inclusive); each end ``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD``.
-
-        A year or month start is its first day, a year or month end its last.
+        """Parse ``START:END`` (inclusive; :func:`downpour.core.periods.parse_dates`).
 
         Examples
         --------
         >>> SamplingConfig.parse_period("2001-02:2003")
         (datetime.date(2001, 2, 1), datetime.date(2003, 12, 31))
         """
-
-        def one(part: str, end: bool) -> dt.date:
-            m = re.fullmatch(r"(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?", part.strip())
-            if m is None:
-                raise ValueError(f"{part!r} is not a date")
-            y, mo, d = int(m[1]), int(m[2] or (12 if end else 1)), m[3]
-            if d is not None:
-                return dt.date(y, mo, int(d))
-            if not end:
-                return dt.date(y, mo, 1)
-            return (dt.date(y, mo, 28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(1)
-
-        start, sep, stop = text.partition(":")
-        try:
-            if not sep:
-                raise ValueError("no ':' between start and end")
-            return one(start, False), one(stop, True)
-        except ValueError as exc:
-            raise ValueError(
-                f"period {text!r} must be START:END with YYYY, YYYY-MM or YYYY-MM-DD ends, "
-                f"e.g. 2001-01-01:2001-06-30 or 2001:2003 ({exc})"
-            ) from None
+        return parse_dates(text)
 
 
 class AugmentConfig(Section):
-    """Building the augmented training store (``downpour augment``, DESIGN.md §1 step 5)."""
+    """Building the augmented training store (``downpour augment``; docs/index.md#the-main-job)."""
 
     per_event: int | None = Field(
         None, ge=1, description="synthetic members per heavy event (None: all, or see ratio)"

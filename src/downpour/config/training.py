@@ -12,7 +12,7 @@ __all__ = ["TrainConfig"]
 
 
 class TrainConfig(Section):
-    """Training loop settings shared by cVAE and SRDRN (DESIGN.md §7)."""
+    """Training loop settings shared by cVAE and SRDRN (docs/models.md#training)."""
 
     epochs: int = Field(150, ge=1)
     batch_size: int = Field(16, ge=1)

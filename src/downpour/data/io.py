@@ -8,6 +8,13 @@ values, packed integers decoded (``scale_factor``/``add_offset``) and fill
 values as NaN. Precipitation variables are converted to the target units.
 Every problem raises :class:`~downpour.core.errors.DownpourError` naming the file
 and the variable.
+
+Axes are found in this order: the names given in the config
+(``dims.time``/``y``/``x``/``lat``/``lon``), then CF metadata through
+`cf-xarray <https://cf-xarray.readthedocs.io>`_ (``axis``, ``standard_name``,
+``units`` such as ``degrees_north``, ``_CoordinateAxisType``; a time axis
+also by its datetime values), then common names (``lat``, ``latitude``,
+``rlat``, ``nav_lat``, ``valid_time`` …).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Literal
 
+import cf_xarray  # noqa: F401  (registers the .cf accessor)
 import numpy as np
 import xarray as xr
 
@@ -83,26 +91,43 @@ def _find_dim(dims: tuple[str, ...], names: tuple[str, ...], given: str | None) 
     return next((lower[n] for n in names if n in lower), None)
 
 
+def _cf_axis(da: xr.DataArray, axis: str, dims: tuple[str, ...]) -> str | None:
+    """Return the one dimension among ``dims`` that cf-xarray reads as CF ``axis`` (T, X, Y)."""
+    found = [str(d) for d in da.cf.axes.get(axis, []) if str(d) in dims]
+    return found[0] if len(found) == 1 else None
+
+
+def _space_dim(
+    da: xr.DataArray, space: tuple[str, ...], axis: str, names: tuple[str, ...], given: str | None
+) -> str | None:
+    """Return the y (``axis="Y"``) or x dimension: given name, CF metadata, common names."""
+    if given is not None:
+        return given if given in space else None
+    return _cf_axis(da, axis, space) or _find_dim(space, names, None)
+
+
 def _time_dim(da: xr.DataArray, given: str | None) -> str | None:
     if given is not None:
         return given if given in da.dims else None
     for d in da.dims:
         if d in da.coords and np.issubdtype(da.coords[d].dtype, np.datetime64):
             return str(d)
-    for d in da.dims:
-        if d in da.coords and da.coords[d].attrs.get("axis") == "T":
-            return str(d)
-    return _find_dim(tuple(map(str, da.dims)), _TIME_NAMES, None)
+    dims = tuple(map(str, da.dims))
+    return _cf_axis(da, "T", dims) or _find_dim(dims, _TIME_NAMES, None)
 
 
 def _latlon(
     ds: xr.Dataset, ydim: str, xdim: str, src: VariableSource
 ) -> tuple[xr.DataArray | None, xr.DataArray | None]:
     """Find latitude/longitude arrays (1-D on the dims or 2-D over both)."""
+    # cf-xarray reads coordinates only: let every variable be a candidate (2-D lat/lon are
+    # often data variables); CF identifies them by standard_name, units or axis type
+    probe = ds.set_coords([v for v in ds.data_vars if v != src.variable])
+    by_cf = probe.cf.coordinates
 
     def pick(given: str | None, names: tuple[str, ...], std: str) -> xr.DataArray | None:
         cands = [given] if given else []
-        cands += [v for v in ds.variables if ds[v].attrs.get("standard_name") == std]
+        cands += list(by_cf.get(std, []))
         cands += [v for n in names for v in ds.variables if str(v).lower() == n]
         for name in cands:
             if name in ds.variables and set(ds[name].dims) <= {ydim, xdim} and ds[name].ndim >= 1:
@@ -194,8 +219,8 @@ def load_field(
             f"{role}: cannot tell which dimension of {where} {dims} is time; set '{role}.dims.time'"
         )
     space = tuple(d for d in dims if d != tdim)
-    ydim = _find_dim(space, _Y_NAMES, src.dims.y)
-    xdim = _find_dim(space, _X_NAMES, src.dims.x)
+    ydim = _space_dim(da, space, "Y", _Y_NAMES, src.dims.y)
+    xdim = _space_dim(da, space, "X", _X_NAMES, src.dims.x)
     if ydim is None and xdim is not None and len(space) == 2:
         ydim = next(d for d in space if d != xdim)
     if xdim is None and ydim is not None and len(space) == 2:

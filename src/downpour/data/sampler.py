@@ -1,6 +1,6 @@
 """Stratified batches: a guaranteed share of heavy-rain days in every batch.
 
-Heavy days (``is_heavy``, DESIGN.md §4) are a few percent of the data, so a
+Heavy days (``is_heavy``, docs/data.md) are a few percent of the data, so a
 plain shuffled batch of 16 often holds none and the network rarely sees the
 tail. :class:`StratifiedBatchSampler` fills at least
 ``ceil(min_heavy_fraction · len(batch))`` slots of every batch with heavy days

@@ -50,11 +50,11 @@ from downpour.core.rundir import RunDir
 from downpour.data.coarsen import block_mean
 from downpour.data.normalize import Normalization
 from downpour.data.splits import domain_statistic
-from downpour.downscaling.dataset import _as_str
 from downpour.downscaling.samples import open_samples
 from downpour.downscaling.store import (
     StoreWriter,
     day_dataset,
+    labels,
     open_store,
     resolve_store_path,
     store_attr_json,
@@ -131,7 +131,7 @@ def _check_for_training(ds: xr.Dataset, path: Path) -> None:
 def _event_rows(store: xr.Dataset, times: np.ndarray, path: Path) -> np.ndarray:
     """Store rows of the samples' events; every one must be a real training day."""
     st = np.asarray(store["time"].values).astype("datetime64[ns]")
-    split = _as_str(np.asarray(store["split"].values))
+    split = labels(np.asarray(store["split"].values))
     real = ~np.asarray(store["is_synthetic"].values).astype(bool)
     key = np.where(real, st, np.datetime64("NaT"))
     sorter = np.argsort(key)
@@ -219,7 +219,7 @@ def _real_block(store: xr.Dataset, rows: np.ndarray) -> dict[str, np.ndarray]:
         "time": np.asarray(part["time"].values),
         "target": np.asarray(part["target"].values, dtype=np.float32),
         "predictors": np.asarray(part["predictors"].values, dtype=np.float32),
-        "split": _as_str(np.asarray(part["split"].values)).astype(object),
+        "split": labels(np.asarray(part["split"].values)).astype(object),
         "is_heavy": np.asarray(part["is_heavy"].values, dtype=bool),
         "heavy_stat": np.asarray(part["heavy_stat"].values, dtype=np.float32),
         "is_synthetic": np.zeros(rows.size, dtype=bool),
@@ -263,7 +263,7 @@ def augment(
     st = open_store(store_path)
     mask = np.asarray(st["mask"].values, dtype=bool)
     norm = Normalization.from_dict(store_attr_json(st, "normalization"))
-    split = _as_str(np.asarray(st["split"].values))
+    split = labels(np.asarray(st["split"].values))
     is_synth = np.asarray(st["is_synthetic"].values).astype(bool)
     real_rows = np.flatnonzero(np.isin(split, ("train", "val")) & ~is_synth)
     n_real_train = int(((split == "train") & ~is_synth).sum())

@@ -12,10 +12,19 @@ without open handles.
 
 Examples
 --------
->>> ds = PrecipDataset("run/data/store.zarr", "train")        # doctest: +SKIP
->>> item = ds[0]                                               # doctest: +SKIP
->>> item["x"].shape, item["y"].shape                           # doctest: +SKIP
-(torch.Size([2, 13, 11]), torch.Size([1, 156, 132]))
+>>> import tempfile
+>>> from downpour.config import load_config
+>>> from downpour.downscaling.prepare import prepare
+>>> small = ["data.embedded.n_years=1", "data.embedded.height=48", "data.embedded.width=36",
+...          "data.splits.train={start: 2001-01-01, end: 2001-08-31}",
+...          "data.splits.val={start: 2001-09-01, end: 2001-10-31}",
+...          "data.splits.test={start: 2001-11-01, end: 2001-12-31}"]
+>>> run = tempfile.mkdtemp()
+>>> _ = prepare(load_config("demo", small), run)
+>>> ds = PrecipDataset(f"{run}/data/store.zarr", "train")
+>>> item = ds[0]
+>>> len(ds), item["x"].shape, item["y"].shape
+(243, torch.Size([2, 4, 3]), torch.Size([1, 48, 36]))
 """
 
 from __future__ import annotations
@@ -32,18 +41,11 @@ import zarr
 from downpour.core.errors import DownpourError
 from downpour.data.normalize import Normalization
 from downpour.data.splits import SPLITS
-from downpour.downscaling.store import open_store, resolve_store_path, store_attr_json
+from downpour.downscaling.store import labels, open_store, resolve_store_path, store_attr_json
 
 __all__ = ["PrecipDataset"]
 
 Sample = dict[str, torch.Tensor]
-
-
-def _as_str(a: np.ndarray) -> np.ndarray:
-    """Labels of any string dtype (fixed, variable ``StringDType``, bytes) as an object array."""
-    if a.dtype.kind == "S":
-        a = np.char.decode(a, "utf-8")
-    return a.astype(object)
 
 
 class PrecipDataset(torch.utils.data.Dataset):
@@ -115,7 +117,7 @@ class PrecipDataset(torch.utils.data.Dataset):
         ds = open_store(store)
         self._path = resolve_store_path(store)
         try:
-            split_values = _as_str(np.asarray(ds["split"].values))
+            split_values = labels(np.asarray(ds["split"].values))
             rows = np.flatnonzero(np.isin(split_values, splits))
             label = "+".join(splits)
             if rows.size == 0:

@@ -1,4 +1,4 @@
-"""The main job (DESIGN.md §1), step by step: :func:`run_pipeline`.
+"""The main job (docs/index.md#the-main-job), step by step: :func:`run_pipeline`.
 
 ``downpour demo`` runs it on the embedded dataset; any config on real files
 runs the same steps:
@@ -140,7 +140,7 @@ def run_pipeline(
     progress: bool = True,
     show_card: Callable[[dict[str, Any]], None] | None = None,
 ) -> PipelineResult:
-    """Run DESIGN.md §1 steps 1–8 in the run directory ``out``.
+    """Run docs/index.md#the-main-job steps 1–8 in the run directory ``out``.
 
     Parameters
     ----------

@@ -20,8 +20,7 @@ from downpour.config import Config
 from downpour.core.errors import DownpourError
 from downpour.data.normalize import Normalization
 from downpour.data.splits import SPLITS
-from downpour.downscaling.dataset import _as_str
-from downpour.downscaling.store import open_store
+from downpour.downscaling.store import labels, open_store
 from downpour.models.baselines import Baseline, build_baseline, precip_channel
 from downpour.models.loading import load_model
 from downpour.models.srdrn import SRDRN
@@ -49,7 +48,7 @@ def _rows(ds: xr.Dataset, split: str, *, real_only: bool = False) -> np.ndarray:
     """Store positions of the days of ``split`` (only the real ones with ``real_only``)."""
     if split not in SPLITS:
         raise DownpourError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
-    keep = _as_str(np.asarray(ds["split"].values)) == split
+    keep = labels(np.asarray(ds["split"].values)) == split
     if real_only and "is_synthetic" in ds.variables:
         keep &= ~np.asarray(ds["is_synthetic"].values, dtype=bool)
     rows = np.flatnonzero(keep)

@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from downpour import __version__
-from downpour.config import Config, DataConfig, VariableSource, save_config
+from downpour.config import Config, DataConfig, save_config
 from downpour.core.errors import DownpourError
 from downpour.core.files import atomic_write_text
 from downpour.core.rundir import RunDir
@@ -31,6 +31,7 @@ from downpour.data.normalize import Normalization, fit_normalization
 from downpour.data.splits import SPLITS, assign_splits, domain_statistic, heavy_labels
 from downpour.data.static import build_static
 from downpour.downscaling.store import StoreWriter, day_dataset, static_dataset, store_attrs
+from downpour.downscaling.synthetic import embedded_sources
 
 __all__ = ["PreparedArrays", "build_arrays", "data_card", "embedded_sources", "prepare"]
 
@@ -57,41 +58,6 @@ class PreparedArrays:
     coords: dict[str, tuple]
     normalization: Normalization
     info: dict[str, Any]
-
-
-def embedded_sources(data: DataConfig, folder: Path) -> DataConfig:
-    """Write the embedded dataset as NetCDF files and point a data config at them.
-
-    The embedded data then takes the same code path as real files.
-
-    Parameters
-    ----------
-    data
-        Data config whose ``target`` is None.
-    folder
-        Where ``embedded_hr.nc`` and ``embedded_lr.nc`` are written.
-    """
-    from downpour.downscaling.synthetic import make_embedded
-
-    hr_path, lr_path = folder / "embedded_hr.nc", folder / "embedded_lr.nc"
-    target, predictors = make_embedded(data.embedded)
-    for ds, path in ((target, hr_path), (predictors, lr_path)):
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        ds.to_netcdf(tmp)
-        tmp.replace(path)
-    return data.model_copy(
-        update={
-            "target": VariableSource(path=hr_path, variable="precip", kind="precip"),
-            "predictors": [
-                VariableSource(path=lr_path, variable="pr", kind="precip"),
-                VariableSource(path=lr_path, variable="q", kind="other"),
-            ],
-            "mask": VariableSource(path=hr_path, variable="lsm"),
-            "elevation": VariableSource(path=hr_path, variable="elevation"),
-            "scale_factor": data.embedded.scale_factor,
-        }
-    )
 
 
 def _align_time(times: np.ndarray, daily: bool) -> np.ndarray:
@@ -304,7 +270,7 @@ def data_card(arrays: PreparedArrays, data: DataConfig, name: str) -> dict[str, 
     """Summarise the prepared data: shapes, dates per split, thresholds, wet fraction, heavy days.
 
     Wet fraction counts values ≥ ``data.wet_threshold`` over valid cells (as
-    DESIGN.md §8.1); thresholds are percentiles of wet (> ``wet_threshold``)
+    docs/metrics.md#sample-quality); thresholds are percentiles of wet (> ``wet_threshold``)
     training values pooled over cells and days (as §8.2).
     """
     a = arrays

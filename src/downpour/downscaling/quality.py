@@ -16,16 +16,12 @@ from typing import Any
 
 from downpour.core.errors import DownpourError
 from downpour.core.files import atomic_write_text
+from downpour.core.rundir import RunDir
 from downpour.downscaling.samples import open_samples
 from downpour.metrics.sample_quality import SampleQuality, evaluate_samples
 from downpour.report import figures as plots
 
 __all__ = ["evaluate", "read_quality"]
-
-
-def _run_of(path: Path) -> Path:
-    """Return the run directory of ``RUN/samples/<name>.zarr`` (else the store's folder)."""
-    return path.parent.parent if path.parent.name == "samples" else path.parent
 
 
 def evaluate(
@@ -57,12 +53,12 @@ def evaluate(
     SampleQuality
     """
     path = Path(samples)
-    run = Path(run_dir) if run_dir is not None else _run_of(path)
+    run = RunDir(run_dir) if run_dir is not None else RunDir.of_samples(path)
     name = name or path.name.split(".")[0]
     ds = open_samples(path)
     quality = evaluate_samples(ds, wet_threshold=wet_threshold, source=str(path))
     quality.summary["samples"] = str(path)
-    metrics_path = run / "metrics" / "sample_quality.json"
+    metrics_path = run.metrics("sample_quality")
     existing = read_quality(metrics_path) if metrics_path.exists() else {}
     existing[name] = quality.summary
     atomic_write_text(metrics_path, json.dumps(existing, indent=2, allow_nan=True) + "\n")
@@ -70,17 +66,16 @@ def evaluate(
         units = str(ds.attrs.get("units", "mm/day"))
         mode = str(ds.attrs.get("mode", ""))
         label = f"{name} ({mode} mode)" if mode else name
-        fig_dir = run / "figures"
         ds_small = ds[["samples", "target", "mask"]] if "mask" in ds else ds
         plots.save(plots.plot_members(ds_small, units=units,
                                       title=f"Heaviest events: real vs generated, {label}"),
-                   fig_dir / f"{name}_members.png")  # fmt: skip
+                   run.figure(f"{name}_members"))  # fmt: skip
         plots.save(
             plots.plot_intensity(
                 quality.pooled["real"], quality.pooled["generated"], units=units,
                 wet_threshold=quality.summary["wet_threshold"], title=label,
             ),
-            fig_dir / f"{name}_intensity.png",
+            run.figure(f"{name}_intensity"),
         )  # fmt: skip
         if quality.spectra.data_vars:
             sp = quality.spectra
@@ -89,9 +84,9 @@ def evaluate(
                 "generated": (sp["wavenumber"].values, sp["generated"].values),
             }
             plots.save(plots.plot_rapsd(curves, title=f"RAPSD, {label}", units=units),
-                       fig_dir / f"{name}_rapsd.png")  # fmt: skip
+                       run.figure(f"{name}_rapsd"))  # fmt: skip
         plots.save(plots.plot_distributions(quality.per_event, title=label),
-                   fig_dir / f"{name}_distributions.png")  # fmt: skip
+                   run.figure(f"{name}_distributions"))  # fmt: skip
     return quality
 
 
@@ -99,7 +94,7 @@ def read_quality(path: str | Path) -> dict[str, Any]:
     """Read ``metrics/sample_quality.json`` (a run directory or the file itself)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "metrics" / "sample_quality.json"
+        path = RunDir(path).metrics("sample_quality")
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:

@@ -1,41 +1,29 @@
-"""Sampling synthetic fields from trained cVAEs (``downpour sample``, ``downpour merge-samples``).
+"""Sampling synthetic fields from trained cVAEs (``downpour sample``).
 
-:func:`sample_cvae` draws K members per selected day from one or several
-checkpoints, in prior mode (z from the prior, conditioned on X only) or
-posterior mode (z from q(z | X, Y): variants of a real day). The result is
-an ``xr.Dataset`` with dims (event, member, y, x)
-(the layout of :mod:`downpour.downscaling.samples`):
+:func:`sample_cvae` draws K members per selected day
+(:func:`~downpour.downscaling.events.select_days`)
+from one or several checkpoints, in prior mode (z from the prior, conditioned
+on X only) or posterior mode (z from q(z | X, Y): variants of a real day),
+as a samples dataset (event, member, y, x) in the layout of
+:mod:`downpour.downscaling.samples`. Samples of validation or test days are
+flagged ``for_evaluation_only``: ``downpour augment`` refuses them.
 
-- ``samples`` (event, member, y, x) float32, mm/day (NaN outside the mask);
-- ``target`` (event, y, x): the real field of each event (for evaluation);
-- ``mask`` (y, x); coordinates ``time`` (event), ``lat``/``lon``,
-  ``checkpoint`` (member);
-- attributes: checkpoints, mode, temperature, pixel_threshold, wet_rule,
-  seed, split, members_per_checkpoint, days, period, store, units,
-  wet_threshold, thresholds, and ``for_evaluation_only`` (1 when the days
-  come from the validation or test split: such samples must never be used
-  for training, and ``downpour augment`` refuses them).
+:func:`sample_to_store` writes the same dataset block by block (memory: one
+block of ``sampling.batch_size`` events), so a long archive can be sampled
+in shards by time (``sampling.period``) and joined with
+:func:`~downpour.downscaling.samples.merge_samples`; per-event seeding
+(:func:`~downpour.downscaling.events.event_generator`) makes merged shards
+bitwise identical to one pass (on one kind of device).
+:func:`sample_checkpoints` is the command's API: settings from a config or
+the checkpoint, store and output path from the checkpoint's run.
 
-Long archives
--------------
-:func:`sample_to_store` writes the same dataset to disk in blocks of
-``sampling.batch_size`` events, so memory stays at one block (events ×
-members × grid) whatever the number of days; the store appears at its path
-only once complete. ``sampling.period`` restricts the days to an inclusive
-date range, so a long archive can be cut into shards by time (one job per
-shard), and :func:`downpour.downscaling.samples.merge_samples` joins the shards in time order.
-
-Seeding: each (event, checkpoint) draws its noise from its own generator,
-seeded by ``(sampling.seed, event date, checkpoint position)``
-(:func:`event_generator`). An event's members therefore do not depend on
-which other days are sampled, on ``batch_size`` or on how the period is
-split: merged shards are bitwise identical to one pass over the whole
-period (on one kind of device; CPU and GPU draw different noise).
+This module is long because drawing is one pipeline (plan, per-event noise, wet
+rules, decoding in chunks, block writing) whose steps share private state; the
+store layout and the day selection live in their own modules.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import warnings
 from collections.abc import Sequence
@@ -52,6 +40,7 @@ from downpour.config import Config, SamplingConfig, apply_overrides, load_config
 from downpour.core.errors import DownpourError
 from downpour.core.rundir import RunDir
 from downpour.downscaling.dataset import PrecipDataset
+from downpour.downscaling.events import event_generator, select_days
 from downpour.downscaling.samples import (
     block_writer,
     event_blocks,
@@ -64,12 +53,12 @@ from downpour.models.cvae import CVAE
 from downpour.models.loading import load_model
 
 __all__ = [
-    "event_generator",
+    "default_samples_path",
     "load_cvae",
     "sample_checkpoints",
     "sample_cvae",
     "sample_to_store",
-    "select_days",
+    "with_period",
 ]
 
 #: Most member fields decoded in one call: bounds the decoder's activations for
@@ -90,101 +79,6 @@ def load_cvae(checkpoint: str | Path) -> tuple[CVAE, Config, dict[str, Any]]:
     model = load_model(checkpoint, "cvae")
     assert isinstance(model.net, CVAE)
     return model.net, model.config, model.info
-
-
-def _split_label(dataset: PrecipDataset) -> str:
-    return "+".join(dataset.split) if isinstance(dataset.split, (list, tuple)) else dataset.split
-
-
-def select_days(
-    dataset: PrecipDataset,
-    days: str | Sequence[dt.date],
-    period: tuple[dt.date, dt.date] | None = None,
-) -> np.ndarray:
-    """Positions (in ``dataset``, in time order) of the days to sample.
-
-    Parameters
-    ----------
-    dataset
-        The split's dataset.
-    days
-        ``"heavy_only"``, ``"all"`` or a list of dates.
-    period
-        Keep only the days in this inclusive date range (``sampling.period``).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``int64`` positions, shape ``(n_events,)``, ``n_events ≥ 1``.
-
-    Raises
-    ------
-    DownpourError
-        No heavy day in the split, a listed date outside the split, or no
-        selected day in ``period``.
-    """
-    split = _split_label(dataset)
-    times = dataset.times.astype("datetime64[D]")
-    if days == "all":
-        idx = np.arange(len(dataset))
-    elif days == "heavy_only":
-        idx = np.flatnonzero(dataset.is_heavy)
-        if idx.size == 0:
-            raise DownpourError(
-                f"no heavy day in split {split} of {dataset.store_path}; "
-                "use sampling.days=all, or lower data.heavy.quantile and prepare again"
-            )
-    else:
-        want = np.array([np.datetime64(d, "D") for d in days])
-        missing = want[~np.isin(want, times)]
-        if missing.size:
-            raise DownpourError(
-                f"sampling.days: {', '.join(str(d) for d in missing[:5])} not in split "
-                f"{split} of {dataset.store_path}"
-            )
-        idx = np.flatnonzero(np.isin(times, want))
-    if period is None:
-        return idx
-    lo, hi = np.datetime64(period[0], "D"), np.datetime64(period[1], "D")
-    kept = idx[(times[idx] >= lo) & (times[idx] <= hi)]
-    if kept.size == 0:
-        chosen = {"all": "days", "heavy_only": "heavy days"}.get(str(days), "listed days")
-        span = f"{times[idx].min()} to {times[idx].max()}" if idx.size else "none"
-        raise DownpourError(
-            f"sampling.period {period[0]}:{period[1]} holds none of the {idx.size} selected "
-            f"{chosen} of split {split} in {dataset.store_path} (they run from {span}); "
-            "choose a period inside that range, or another split or sampling.days"
-        )
-    return kept
-
-
-def event_generator(
-    seed: int, day: np.datetime64 | dt.date, checkpoint: int = 0, device: str | torch.device = "cpu"
-) -> torch.Generator:
-    """Return the generator of one event's members, seeded by ``(seed, day, checkpoint)``.
-
-    Parameters
-    ----------
-    seed
-        ``sampling.seed``.
-    day
-        The event's date.
-    checkpoint
-        Position of the checkpoint in the list sampled from.
-    device
-        Device of the generator (the network's).
-
-    Examples
-    --------
-    >>> a = event_generator(0, np.datetime64("2001-01-05"))
-    >>> b = event_generator(0, np.datetime64("2001-01-05"))
-    >>> bool(torch.equal(torch.randn(3, generator=a), torch.randn(3, generator=b)))
-    True
-    """
-    n_day = int(np.datetime64(day, "D").astype(np.int64))
-    entropy = [int(seed) % 2**64, n_day % 2**64, int(checkpoint)]
-    hi, lo = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
-    return torch.Generator(device=device).manual_seed((int(hi) << 31) ^ int(lo))
 
 
 def _check_device(name: str) -> None:

@@ -57,12 +57,14 @@ import xarray as xr
 
 from downpour.core.errors import DownpourError
 from downpour.core.files import atomic_dir
+from downpour.core.rundir import RunDir
 
 __all__ = [
     "REQUIRED_VARIABLES",
     "STORE_VERSION",
     "StoreWriter",
     "day_dataset",
+    "labels",
     "open_store",
     "resolve_store_path",
     "static_dataset",
@@ -77,8 +79,8 @@ REQUIRED_VARIABLES = ("target", "predictors", "static", "mask", "split", "is_hea
 def resolve_store_path(path: str | Path) -> Path:
     """Return the zarr store itself, also when given a run directory holding ``data/store.zarr``."""
     path = Path(path)
-    if not (path / "zarr.json").exists() and (path / "data" / "store.zarr").is_dir():
-        return path / "data" / "store.zarr"
+    if not (path / "zarr.json").exists() and RunDir(path).store.is_dir():
+        return RunDir(path).store
     return path
 
 
@@ -118,6 +120,19 @@ def open_store(path: str | Path, chunks: dict[str, int] | None = None) -> xr.Dat
             "run `downpour prepare` to build one"
         )
     return ds
+
+
+def labels(a: np.ndarray) -> np.ndarray:
+    """Return labels (``split``) of any string dtype (fixed, ``StringDType``, bytes) as objects.
+
+    Examples
+    --------
+    >>> labels(np.array([b"train", b"test"])).tolist()
+    ['train', 'test']
+    """
+    if a.dtype.kind == "S":
+        a = np.char.decode(a, "utf-8")
+    return a.astype(object)
 
 
 def store_attr_json(ds: xr.Dataset, name: str) -> Any:

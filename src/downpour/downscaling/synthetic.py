@@ -28,7 +28,7 @@ field with 10 % multiplicative noise. Everything is drawn from one
 
 Examples
 --------
->>> from downpour.config import EmbeddedConfig
+>>> from downpour.config import DataConfig, EmbeddedConfig, VariableSource
 >>> target, predictors = make_embedded(EmbeddedConfig(n_years=1, height=48, width=36))
 >>> target.precip.shape, predictors.pr.shape
 ((365, 48, 36), (365, 4, 3))
@@ -36,16 +36,18 @@ Examples
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import scipy.fft
 import xarray as xr
 from scipy.signal import lfilter
 from scipy.special import ndtr
 
-from downpour.config import EmbeddedConfig
+from downpour.config import DataConfig, EmbeddedConfig, VariableSource
 from downpour.core.errors import DownpourError
 
-__all__ = ["make_embedded"]
+__all__ = ["embedded_sources", "make_embedded"]
 
 LAT_RANGE = (24.5, 31.0)
 LON_RANGE = (-87.6, -80.0)
@@ -307,3 +309,36 @@ def make_embedded(cfg: EmbeddedConfig) -> tuple[xr.Dataset, xr.Dataset]:
         attrs={"title": "embedded synthetic predictors", "coarsening_factor": f, **info},
     )
     return target, predictors
+
+
+def embedded_sources(data: DataConfig, folder: Path) -> DataConfig:
+    """Write the embedded dataset as NetCDF files and point a data config at them.
+
+    The embedded data then takes the same code path as real files.
+
+    Parameters
+    ----------
+    data
+        Data config whose ``target`` is None.
+    folder
+        Where ``embedded_hr.nc`` and ``embedded_lr.nc`` are written.
+    """
+    hr_path, lr_path = folder / "embedded_hr.nc", folder / "embedded_lr.nc"
+    target, predictors = make_embedded(data.embedded)
+    for ds, path in ((target, hr_path), (predictors, lr_path)):
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        ds.to_netcdf(tmp)
+        tmp.replace(path)
+    return data.model_copy(
+        update={
+            "target": VariableSource(path=hr_path, variable="precip", kind="precip"),
+            "predictors": [
+                VariableSource(path=lr_path, variable="pr", kind="precip"),
+                VariableSource(path=lr_path, variable="q", kind="other"),
+            ],
+            "mask": VariableSource(path=hr_path, variable="lsm"),
+            "elevation": VariableSource(path=hr_path, variable="elevation"),
+            "scale_factor": data.embedded.scale_factor,
+        }
+    )

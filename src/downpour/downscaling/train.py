@@ -33,10 +33,9 @@ from downpour.core.errors import DownpourError
 from downpour.core.rundir import RunDir
 from downpour.downscaling.cvae_module import CVAEModule
 from downpour.downscaling.datamodule import PrecipDataModule
-from downpour.downscaling.dataset import _as_str
 from downpour.downscaling.prepare import prepare
 from downpour.downscaling.srdrn_module import SRDRNModule, srdrn_train_config
-from downpour.downscaling.store import open_store, resolve_store_path
+from downpour.downscaling.store import labels, open_store, resolve_store_path
 from downpour.training.base import BaseModule
 from downpour.training.fit import TrainResult, check_resume, epoch_steps, fit, launched_processes
 
@@ -146,7 +145,7 @@ def _store_days(store: Path) -> dict[str, int]:
     """Count training days, synthetic among them; refuse synthetic days outside ``train``."""
     ds = open_store(store)
     try:
-        split = _as_str(np.asarray(ds["split"].values))
+        split = labels(np.asarray(ds["split"].values))
         synthetic = (
             np.asarray(ds["is_synthetic"].values, dtype=bool)
             if "is_synthetic" in ds.variables

@@ -3,12 +3,12 @@
 :func:`verify_run` predicts the test split of the run's store with each
 trained SRDRN variant (``RUN/checkpoints/srdrn*/best.ckpt``) and each
 baseline (bicubic, BCSD), and scores all of them on the same days with the
-streaming accumulator of :mod:`downpour.metrics.verification` (DESIGN.md
-§8.2): CSI, POD, FAR, POFD and SEDI at the training P95 and P99 of wet
-values and at fixed thresholds (10 and 20 mm/day by default), correlation,
-MAE, RMSE, MAE_tail, FSS at 1, 3, 9 and 27 pixels, P99 bias and the GPD
-tails of the daily domain maxima, each headline number with a bootstrap 95%
-interval over days.
+streaming accumulator of :mod:`downpour.metrics.verification`
+(docs/metrics.md#downscaling-verification): CSI, POD, FAR, POFD and SEDI at
+the training P95 and P99 of wet values and at fixed thresholds (10 and 20
+mm/day by default), correlation, MAE, RMSE, MAE_tail, FSS at 1, 3, 9 and 27
+pixels, P99 bias and the GPD tails of the daily domain maxima, each headline
+number with a bootstrap 95% interval over days.
 
 Differences between models (augmented − real-only, each SRDRN − bicubic)
 get *paired* bootstrap intervals (the same resampled days for both), so a
@@ -27,6 +27,10 @@ SHA-256) instead of scoring; only the period's days are read and predicted
 day present twice, or pieces of another run, store or checkpoint) and writes
 the same result as one pass over all their days, bootstrap intervals included.
 The tables printed from a result are those of :mod:`downpour.report.tables`.
+
+This module is long because it is the one place that turns a run into scores:
+predicting every model, accumulating, scoring with intervals, pairing models and
+writing the result; the state files are :mod:`downpour.downscaling.verify_state`.
 """
 
 from __future__ import annotations
@@ -43,8 +47,7 @@ from downpour.core.errors import DownpourError
 from downpour.core.files import atomic_write_text
 from downpour.core.periods import parse_period, select_period
 from downpour.core.rundir import RunDir
-from downpour.downscaling.dataset import _as_str
-from downpour.downscaling.store import open_store, resolve_store_path, store_attr_json
+from downpour.downscaling.store import labels, open_store, resolve_store_path, store_attr_json
 from downpour.downscaling.verify_state import (
     check_state_dir,
     file_sha256,
@@ -76,7 +79,7 @@ def truth_of(store: str | Path, split: str = "test") -> tuple[xr.DataArray, np.n
         Truth ``(time, y, x)`` in the store's units (lazily indexed), mask ``(y, x)``.
     """
     ds = open_store(store)
-    split_v = _as_str(np.asarray(ds["split"].values))
+    split_v = labels(np.asarray(ds["split"].values))
     real = ~np.asarray(ds["is_synthetic"].values).astype(bool)
     rows = np.flatnonzero((split_v == split) & real)
     if rows.size == 0:

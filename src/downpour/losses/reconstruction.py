@@ -128,7 +128,7 @@ def mass_conservation(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor
     ``loss = mean_b |mean_land(pred_b) − mean_land(true_b)|``.
 
     An absolute difference of land means, not a ratio such as
-    ``Σpred / Σtrue − 1`` (the *mass bias* metric of DESIGN §8.1): on a dry
+    ``Σpred / Σtrue − 1`` (the *mass bias* metric of docs/metrics.md#sample-quality): on a dry
     or nearly dry day the ratio's denominator is ~0, so the term and its
     gradient explode exactly on the days that carry no information about
     mass. The difference stays in mm/day, is bounded by the fields

@@ -1,1 +1,1 @@
-"""Metrics: sample quality (DESIGN.md §8.1), verification (§8.2), extremes and spectra."""
+"""Pure scoring: sample quality, verification, ensembles, extremes, spectra (docs/metrics.md)."""

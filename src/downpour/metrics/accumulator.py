@@ -1,4 +1,6 @@
-"""Streaming verification: :class:`VerificationAccumulator` (DESIGN.md §8.2).
+"""Streaming verification: :class:`VerificationAccumulator`.
+
+Definitions: docs/metrics.md#downscaling-verification.
 
 The accumulator keeps per-day sufficient statistics (O(days × thresholds ×
 scales), computed by :func:`downpour.metrics.day_stats.day_stats`) and two
@@ -12,6 +14,9 @@ numpy arrays and :meth:`VerificationAccumulator.from_state` back (an exact
 round trip), so the pieces of a long archive can be verified in separate
 jobs, kept, and merged. The conventions of the scores are those of
 :mod:`downpour.metrics.verification`.
+
+This module is long because the accumulator is one class whose update, merge,
+state round trip and compute must change together.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bootstrap confidence intervals that resample days (DESIGN.md §8.2).
+"""Bootstrap confidence intervals that resample days (docs/metrics.md#downscaling-verification).
 
 Every verification score is a function of sums over days of small per-day
 statistics (contingency counts, Σ|e|, Σe², FSS sums, ...). A bootstrap

@@ -1,4 +1,4 @@
-"""Ensemble verification: CRPS and rank histogram (DESIGN.md §8.2).
+"""Ensemble verification: CRPS and rank histogram (docs/metrics.md#downscaling-verification).
 
 Shapes: ``obs`` is any array ``(...)``, e.g. ``(days, y, x)``; ``ens`` has
 the same shape with one extra member axis at ``member_axis`` (default 1, the

@@ -1,4 +1,6 @@
-"""Fractions skill score sums from exact integer window counts (DESIGN.md §8.2).
+"""Fractions skill score sums from exact integer window counts.
+
+Definitions: docs/metrics.md#downscaling-verification.
 
 The FSS of Roberts & Lean (2008), as pysteps computes it, smooths the 0/1
 event fields of prediction and truth with a square moving average of ``s × s``

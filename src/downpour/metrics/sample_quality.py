@@ -1,4 +1,4 @@
-"""Sample quality of generated fields (DESIGN.md §8.1).
+"""Sample quality of generated fields (docs/metrics.md#sample-quality).
 
 The generated fields Ŷ have dims (event, member, y, x), K members per event,
 and are scored against the real Y of the same events, over valid (land)

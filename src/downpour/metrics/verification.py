@@ -1,4 +1,6 @@
-"""Streaming deterministic verification of precipitation fields (DESIGN.md §8.2).
+"""Streaming deterministic verification of precipitation fields.
+
+Definitions: docs/metrics.md#downscaling-verification.
 
 Conventions
 -----------
@@ -16,7 +18,7 @@ Conventions
   events), false alarms ``b`` (pred only), misses ``c`` (truth only), correct
   negatives ``d``. Scores: CSI ``a/(a+b+c)``; POD ``H = a/(a+c)``; ``far`` is
   the false-alarm **ratio** ``b/(a+b)``; ``pofd`` is the false-alarm **rate**
-  ``F = b/(b+d)`` (probability of false detection, DESIGN's F); SEDI from H
+  ``F = b/(b+d)`` (probability of false detection, F); SEDI from H
   and F clipped to ``[1e-6, 1 - 1e-6]``; ``frequency_bias = (a+b)/(a+c)``.
   An undefined ratio (0/0) is NaN.
 - Continuous scores pool every valid cell of every day: Pearson correlation,

@@ -7,7 +7,7 @@ Both take the low-res **precipitation** channel in physical units
 
 - ``bicubic``: :func:`bicubic` interpolation, clamped at 0. Nothing to fit.
 - ``bcsd``: :class:`BCSD`, bicubic interpolation followed by per-cell
-  empirical quantile mapping fitted on training days (DESIGN.md §5).
+  empirical quantile mapping fitted on training days (docs/models.md).
 
 :func:`precip_channel` finds the precipitation channel of a store.
 

@@ -1,6 +1,6 @@
 """SRDRN: the super-resolution deep residual network for daily precipitation.
 
-Architecture (Wang et al. 2021, after SRResNet; DESIGN.md §5, §11)::
+Architecture (Wang et al. 2021, after SRResNet; docs/models.md, docs/presets.md#presets)::
 
     x (B, C, h, w) ─ conv k×k → F, PReLU ────────────────┐ (global skip)
       → R × [conv → BN → PReLU → conv → BN, + skip]       │

@@ -55,7 +55,7 @@ def nowcast_loss(
     mask
         Valid cells, bool, ``(B, 1, H, W)``, ``(1, 1, H, W)`` or ``(B, K, H, W)``.
     w_l1, w_spectral, w_mse, w_grad
-        Weights (``nowcast.w_*``; DESIGN §6: 0.4, 0.3, 0.2, 0.1).
+        Weights (``nowcast.w_*``; docs/models.md#losses: 0.4, 0.3, 0.2, 0.1).
     spectral
         ``"amplitude"`` or ``"log"`` (``nowcast.spectral``).
 

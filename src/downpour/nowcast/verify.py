@@ -10,7 +10,7 @@ per method and lead; an "init" plays the role of a "day" there):
 
 - RMSE in mm/h and in the network's normalised (transformed: log1p or dBR)
   space, MAE in mm/h, Pearson correlation;
-- CSI per threshold (event ``value > threshold``, mm/h; DESIGN §8.2);
+- CSI per threshold (event ``value > threshold``, mm/h; docs/metrics.md#downscaling-verification);
 - FSS per threshold and window size (pixels; zero padding at the edge, as pysteps);
 - RAPSD of forecast and observation (mean over inits, no-data filled with 0).
 

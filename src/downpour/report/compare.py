@@ -28,6 +28,7 @@ from typing import Any
 
 from downpour.core.errors import DownpourError
 from downpour.core.files import atomic_write_text
+from downpour.core.rundir import RunDir
 
 __all__ = ["compare_runs", "run_metrics", "to_csv", "to_markdown", "write_comparison"]
 
@@ -75,25 +76,24 @@ def _load(path: Path) -> Any:
 
 def run_metrics(run: str | Path) -> dict[str, Any]:
     """All comparable metrics of one run directory, as ``{row label: value}``."""
-    run = Path(run)
-    mdir = run / "metrics"
+    mdir = RunDir(run).metrics_dir
     if not mdir.is_dir():
         raise DownpourError(
             f"{run} has no metrics/ folder; is it a run directory? (train, evaluate or verify "
             "write metrics there)"
         )
     rows: dict[str, Any] = {}
-    train = mdir / "train_cvae.json"
+    train = RunDir(run).train_record("cvae")
     if train.is_file():
         data = _load(train)
         rows.update({label: _get(data, p) for label, p in _TRAIN_ROWS})
-    quality = mdir / "sample_quality.json"
+    quality = RunDir(run).metrics("sample_quality")
     if quality.is_file():
         for name, summary in _load(quality).items():
             for label, p in _QUALITY_ROWS:
                 rows[f"{name}: {label}"] = _get(summary, p)
     for path in sorted(mdir.glob("*.json")):
-        if path.name in ("train_cvae.json", "sample_quality.json"):
+        if path in (train, quality):
             continue
         data = _load(path)
         head = data.get("headline") if isinstance(data, dict) else None

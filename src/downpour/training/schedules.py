@@ -1,4 +1,6 @@
-"""KL weight schedules: constant, linear warm-up, cyclical (DESIGN.md §6, §11).
+"""KL weight schedules: constant, linear warm-up, cyclical.
+
+See docs/models.md#losses and docs/presets.md#presets.
 
 Every schedule maps a (possibly fractional) epoch to the KL weight β of that
 step, so the same function serves per-epoch and per-step schedules
@@ -77,7 +79,7 @@ def cyclical(
     cycle_period − cycle_drop``: ``β`` while ``t < k``, then the weight drops
     to 0 and climbs back linearly over the last ``cycle_drop`` epochs of the
     period, ``β · (t − k) / cycle_drop`` (letting the encoder re-explore
-    before the next period at full weight). This reads DESIGN.md §11's
+    before the next period at full weight). This reads docs/presets.md#presets
     "warm-up 20, then every 30 epochs drop for 10" literally. ``cycle_drop =
     0`` gives plain linear warm-up.
 

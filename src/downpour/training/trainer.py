@@ -30,6 +30,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from downpour.config import TrainConfig
+from downpour.core.rundir import RunDir
 
 __all__ = [
     "LastCheckpoint",
@@ -37,16 +38,10 @@ __all__ = [
     "build_trainer",
     "per_rank_batches",
     "warn_slow_bf16",
-    "checkpoint_dir",
     "checkpoint_paths",
     "processes_per_node",
     "resolve_strategy",
 ]
-
-
-def checkpoint_dir(run_dir: str | Path, kind: str) -> Path:
-    """Return ``RUN/checkpoints/<kind>`` (e.g. ``cvae``, ``srdrn``)."""
-    return Path(run_dir) / "checkpoints" / kind
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -203,7 +198,8 @@ def build_trainer(
     """
     run_dir = Path(run_dir)
     warn_slow_bf16(cfg)
-    ckpt_dir = checkpoint_dir(run_dir, kind)
+    run = RunDir(run_dir)
+    ckpt_dir = run.checkpoints(kind)
     periodic = ModelCheckpoint(
         dirpath=ckpt_dir,
         filename="{epoch:03d}",
@@ -238,12 +234,12 @@ def build_trainer(
         callbacks.append(TQDMProgressBar(refresh_rate=1))
     callbacks.extend(extra_callbacks or [])
     # one version folder per fit (version_0, version_1 after a resume, ...): nothing is overwritten
-    csv_logger = CSVLogger(run_dir / "logs", name=kind)
+    csv_logger = CSVLogger(run.logs_dir, name=kind)
     loggers: list[Logger] = [csv_logger]
     if importlib.util.find_spec("tensorboard") is not None:
         loggers.append(
             TensorBoardLogger(
-                run_dir / "logs", name=kind, version=csv_logger.version, default_hp_metric=False
+                run.logs_dir, name=kind, version=csv_logger.version, default_hp_metric=False
             )
         )
     kwargs: dict[str, Any] = {

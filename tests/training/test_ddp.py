@@ -1,6 +1,6 @@
 """Distributed data parallel training on CPU: two gloo ranks through `downpour train cvae`.
 
-The command runs as a subprocess (tests/ddp_script.py records what each rank
+The command runs as a subprocess (tests/training/ddp_script.py records what each rank
 trained on); Lightning's ``ddp`` launcher starts rank 1 by running the same
 command again.
 """
@@ -15,14 +15,13 @@ import pytest
 import torch
 import yaml
 
-from downpour.config import TrainConfig, load_config
+from _shared import ROOT, copy_run
+from downpour.config import load_config
 from downpour.data.sampler import StratifiedBatchSampler
 from downpour.downscaling.dataset import PrecipDataset
-from downpour.downscaling.prepare import prepare
-from downpour.training.trainer import processes_per_node, resolve_strategy
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "tests" / "ddp_script.py"
+SCRIPT = Path(__file__).resolve().parent / "ddp_script.py"
+
 
 needs_gloo = pytest.mark.skipif(
     not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
@@ -39,11 +38,13 @@ def _clean_env() -> dict[str, str]:
 
 
 @needs_gloo
-def test_two_cpu_ranks_split_the_days_and_end_with_identical_weights(tmp_path, small_overrides):
+def test_two_cpu_ranks_split_the_days_and_end_with_identical_weights(
+    tmp_path, small_overrides, half_year_run
+):
     sets = [*small_overrides, "train.epochs=2", "train.min_heavy_fraction=0"]
     cfg = load_config("demo", sets)
     run, rec = tmp_path / "run", tmp_path / "rec"
-    prepare(cfg, run)
+    copy_run(half_year_run, run)  # prepared with the data section of small_overrides
     cmd = [sys.executable, str(SCRIPT), str(rec), "train", "cvae", "-o", str(run)]
     cmd += ["--devices", "2", "--accelerator", "cpu"]
     for s in sets:
@@ -88,14 +89,3 @@ def test_two_cpu_ranks_split_the_days_and_end_with_identical_weights(tmp_path, s
     ckpt = torch.load(run / "checkpoints" / "cvae" / "last.ckpt", weights_only=False)
     assert all(torch.equal(ckpt["state_dict"][f"net.{k}"], v) for k, v in w0.items())
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == 12  # 2 epochs × 6 steps per rank
-
-
-def test_strategy_is_ddp_tolerating_unused_parameters_with_several_processes():
-    assert resolve_strategy(TrainConfig()) == "auto"
-    assert resolve_strategy(TrainConfig(devices=2)) == "ddp_find_unused_parameters_true"
-    assert resolve_strategy(TrainConfig(num_nodes=2)) == "ddp_find_unused_parameters_true"
-    assert resolve_strategy(TrainConfig(devices=4, strategy="ddp")) == "ddp"
-    assert resolve_strategy(TrainConfig(devices="auto", accelerator="cpu")) == "auto"
-    assert processes_per_node(TrainConfig(devices="0,1", accelerator="gpu")) == 2
-    assert processes_per_node(TrainConfig(devices="3")) == 3
-    assert processes_per_node(TrainConfig(devices="auto", accelerator="cpu")) == 1

@@ -1,4 +1,4 @@
-"""downpour augment: real training days plus flagged synthetic members, never from test days."""
+"""Augmentation: real training days plus flagged synthetic members, never from test days."""
 
 import json
 
@@ -10,8 +10,8 @@ from downpour.config import AugmentConfig, SamplingConfig, load_config
 from downpour.core.errors import DownpourError
 from downpour.downscaling.augment import augment, select_members
 from downpour.downscaling.dataset import PrecipDataset
-from downpour.downscaling.sampling import sample_cvae
 from downpour.downscaling.samples import write_samples
+from downpour.downscaling.sampling import sample_cvae
 
 
 @pytest.fixture(scope="module")
@@ -128,19 +128,3 @@ def test_refuses_samples_of_validation_days(sampled_run, tmp_path):
     with pytest.raises(DownpourError, match="not training days of the store.*leak"):
         augment(store, [forged], out, echo=lambda m: None)
     assert not out.exists()
-
-
-def test_cli_augment(paths, tmp_path):
-    from click.testing import CliRunner
-
-    from downpour.cli.main import cli
-
-    store, samples = paths
-    out = tmp_path / "cli.zarr"
-    args = ["augment", str(samples), "--store", str(store), "--out", str(out)]
-    res = CliRunner().invoke(cli, [*args, "--set", "augment.ratio=0.05"])
-    assert res.exit_code == 0, res.output
-    ag = open_(out)
-    n_train = int((strs(open_(store)["split"].values) == "train").sum())
-    assert int(ag["is_synthetic"].values.sum()) == round(0.05 * n_train)
-    assert "synthetic" in res.output

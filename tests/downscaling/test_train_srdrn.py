@@ -1,8 +1,7 @@
-"""Training SRDRN: loss, step budgets on real and augmented stores, resume, prediction."""
+"""Training SRDRN: step budgets on real and augmented stores, resume, checkpoints and prediction."""
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,24 +10,16 @@ import torch
 import xarray as xr
 from lightning.pytorch.callbacks import Callback
 
+from _shared import QUARTER_JAN, copy_run, write_augmented
 from downpour.config import load_config
 from downpour.core.errors import DownpourError
-from downpour.data.batching import FixedLengthBatchSampler
-from downpour.data.sampler import StratifiedBatchSampler
-from downpour.downscaling.datamodule import read_store_info
 from downpour.downscaling.predict import load_srdrn, predict_srdrn
-from downpour.downscaling.prepare import prepare
-from downpour.downscaling.srdrn_module import SRDRNModule, srdrn_train_config
 from downpour.downscaling.train import train_srdrn
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SMALL = [
-    "data.embedded.n_years=2",
-    "data.embedded.height=48",
-    "data.embedded.width=36",
-    "data.splits.train={start: 2001-01-01, end: 2001-03-31}",
-    "data.splits.val={start: 2001-04-01, end: 2001-04-30}",
-    "data.splits.test={start: 2002-01-01, end: 2002-01-31}",
-    "data.heavy.quantile=0.8",
+    *QUARTER_JAN,
     "srdrn.filters=8",
     "srdrn.res_blocks=2",
     "srdrn.upsample_filters=8",
@@ -41,15 +32,6 @@ SMALL = [
 N_TRAIN = 90  # 2001-01-01 .. 2001-03-31
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks train fastest on one thread, and the test machine's cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def quiet(*_a, **_k):
     return None
 
@@ -59,39 +41,11 @@ def fit(cfg, run, **kw):
 
 
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory) -> Path:
-    """A prepared run directory on a 48×36 embedded dataset, scale 12 (shared, read-only)."""
-    run = tmp_path_factory.mktemp("srdrn")
-    prepare(load_config("demo", SMALL), run)
-    return run
-
-
-def copy_run(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
-
-
-def write_augmented(store: Path, dst: Path, synthetic_split: str = "train") -> int:
-    """Append wetter copies of the heavy training days, flagged synthetic; return their number."""
-    ds = xr.open_zarr(store, consolidated=False).load()
-    split = ds["split"].values.astype(object)
-    heavy = np.flatnonzero((split == "train") & ds["is_heavy"].values)
-    fake = ds.isel(time=heavy)
-    fake["target"] = fake["target"] * 1.5
-    fake["predictors"] = fake["predictors"] * 1.5
-    fake["is_synthetic"] = xr.ones_like(fake["is_synthetic"])
-    fake["split"] = xr.full_like(fake["split"], synthetic_split)
-    out = xr.concat(
-        [ds, fake], dim="time", data_vars="minimal", coords="minimal", compat="override"
-    )
-    out.to_zarr(dst, consolidated=False)
-    return heavy.size
-
-
-@pytest.fixture(scope="module")
-def augmented(small_run, tmp_path_factory) -> tuple[Path, int]:
+def augmented(quarter_jan_run, tmp_path_factory) -> tuple[Path, int]:
+    """The store plus wetter copies (×1.5) of its heavy training days, flagged synthetic."""
     path = tmp_path_factory.mktemp("aug") / "augmented.zarr"
-    return path, write_augmented(small_run / "data" / "store.zarr", path)
+    store = quarter_jan_run / "data" / "store.zarr"
+    return path, write_augmented(store, path, target_factor=1.5, predictor_factor=1.5)
 
 
 class _Keep(Callback):
@@ -104,54 +58,11 @@ class _Keep(Callback):
         self.net = pl_module.net
 
 
-# ------------------------------------------------------------------- the loss
-
-
-def test_loss_is_the_masked_intensity_weighted_mae(small_run):
-    cfg = load_config("srdrn", SMALL[:7])
-    module = SRDRNModule(cfg, read_store_info(small_run))
-    pred = torch.tensor([[[[30.0, 100.0], [1.0, 50.0]]]])
-    true = torch.tensor([[[[40.0, 80.0], [0.0, 80.0]]]])
-    mask = torch.tensor([[[[True, True], [True, False]]]])
-    # w = clip(y / 36.6, 0.1, 2.0): 40/36.6, 2.0 (80/36.6 = 2.19 clipped), 0.1; no tail boost
-    expected = (10 * 40 / 36.6 + 20 * 2.0 + 1 * 0.1) / 3
-    assert float(module.loss(pred, true, mask)) == pytest.approx(expected, rel=1e-6)
-    assert expected == pytest.approx(17.00965, rel=1e-5)
-
-
-def test_srdrn_train_settings():
-    cfg = load_config("demo", ["srdrn.epochs=5", "train.monitor=val/MAE_prior"])
-    t = srdrn_train_config(cfg)
-    s = cfg.srdrn
-    assert (t.epochs, t.batch_size, t.lr, t.scheduler) == (5, s.batch_size, s.lr, s.scheduler)
-    assert (t.flips, t.noise, t.max_batches_per_epoch, t.patience) == (False, 0.0, None, 6)
-    assert t.monitor == "val/MAE_tail" and t.seed == cfg.train.seed
-    assert srdrn_train_config(cfg, epochs=9).patience == 10
-
-
 # ------------------------------------------------------------ fixed budgets
 
 
-def test_fixed_length_epochs_continue_the_shuffled_stream():
-    inner = StratifiedBatchSampler(np.zeros(10, dtype=bool), batch_size=4, min_heavy_fraction=0.0)
-    assert len(inner) == 3
-    sampler = FixedLengthBatchSampler(inner, 5)
-    epochs = []
-    for e in range(3):
-        sampler.set_epoch(e)
-        epochs.append(list(sampler))
-    assert [len(b) for b in epochs[0]] == [4, 4, 2, 4, 4] and len(sampler) == 5
-    flat = np.concatenate([np.concatenate(b) for b in epochs])
-    assert np.bincount(flat).tolist() == [5] * 10  # 15 batches = 5 passes over 10 days
-    fresh = FixedLengthBatchSampler(
-        StratifiedBatchSampler(np.zeros(10, dtype=bool), batch_size=4, min_heavy_fraction=0.0), 5
-    )
-    fresh.set_epoch(1)
-    assert list(fresh) == epochs[1]  # depends on the epoch only (exact resume)
-
-
-def test_demo_section_trains_and_records_steps(small_run, tmp_path):
-    run = copy_run(small_run, tmp_path / "run")
+def test_demo_section_trains_and_records_steps(quarter_jan_run, tmp_path):
+    run = copy_run(quarter_jan_run, tmp_path / "run")
     res = fit(load_config("demo", SMALL), run, kind="srdrn_real")
     assert res.epochs == 2 and res.metrics["steps"] == 6  # 2 epochs × 3 batches
     record = json.loads((run / "metrics" / "train_srdrn_real.json").read_text())
@@ -169,10 +80,10 @@ def test_demo_section_trains_and_records_steps(small_run, tmp_path):
     assert payload["downpour"]["normalization"]["channels"] == ["pr", "q"]
 
 
-def test_same_seed_and_budget_on_real_and_augmented_stores(small_run, augmented, tmp_path):
+def test_same_seed_and_budget_on_real_and_augmented_stores(quarter_jan_run, augmented, tmp_path):
     aug_path, n_synthetic = augmented
     assert n_synthetic > 0
-    run = copy_run(small_run, tmp_path / "run")
+    run = copy_run(quarter_jan_run, tmp_path / "run")
     cfg = load_config("demo", [*SMALL, "srdrn.batches_per_epoch=4"])
     starts = [_Keep(), _Keep()]
     real = fit(cfg, run, kind="srdrn_real", extra_callbacks=[starts[0]])
@@ -192,14 +103,17 @@ def test_same_seed_and_budget_on_real_and_augmented_stores(small_run, augmented,
     assert real.metrics["steps"] == aug.metrics["steps"] == 14
 
 
-def test_synthetic_days_outside_train_are_refused(small_run, tmp_path):
+def test_synthetic_days_outside_train_are_refused(quarter_jan_run, tmp_path):
     bad = tmp_path / "bad.zarr"
-    write_augmented(small_run / "data" / "store.zarr", bad, synthetic_split="test")
+    write_augmented(
+        quarter_jan_run / "data" / "store.zarr",
+        bad,
+        target_factor=1.5,
+        predictor_factor=1.5,
+        synthetic_split="test",
+    )
     with pytest.raises(DownpourError, match=r"synthetic day\(s\) outside the training split"):
         fit(load_config("demo", SMALL), tmp_path / "run", store=bad)
-
-
-# ------------------------------------------------------ resume and checkpoints
 
 
 def _weights(path):
@@ -207,11 +121,11 @@ def _weights(path):
     return {k: v.float() for k, v in sd.items()}
 
 
-def test_resume_reproduces_an_uninterrupted_run(small_run, tmp_path):
+def test_resume_reproduces_an_uninterrupted_run(quarter_jan_run, tmp_path):
     over = [*SMALL, "srdrn.epochs=3", "srdrn.scheduler=cosine", "train.warmup_epochs=1"]
     cfg = load_config("demo", over)
-    a = copy_run(small_run, tmp_path / "a")
-    b = copy_run(small_run, tmp_path / "b")
+    a = copy_run(quarter_jan_run, tmp_path / "a")
+    b = copy_run(quarter_jan_run, tmp_path / "b")
     fit(cfg, a)
     fit(cfg, b, max_epochs=1)  # stop after one of three epochs
     fit(cfg, b, resume=b / "checkpoints" / "srdrn" / "last.ckpt")
@@ -224,8 +138,8 @@ def test_resume_reproduces_an_uninterrupted_run(small_run, tmp_path):
     assert steps == 9
 
 
-def test_checkpoint_round_trip_and_prediction(small_run, augmented, tmp_path):
-    run = copy_run(small_run, tmp_path / "run")
+def test_checkpoint_round_trip_and_prediction(quarter_jan_run, augmented, tmp_path):
+    run = copy_run(quarter_jan_run, tmp_path / "run")
     keep = _Keep()
     fit(load_config("demo", SMALL), run, extra_callbacks=[keep])
     final = run / "checkpoints" / "srdrn" / "epoch=001.ckpt"  # the second and last epoch
@@ -262,7 +176,7 @@ def test_checkpoint_round_trip_and_prediction(small_run, augmented, tmp_path):
         load_srdrn(tmp_path / "other.ckpt")
 
 
-def test_nan_loss_stops_with_the_step(small_run, tmp_path, monkeypatch):
+def test_nan_loss_stops_with_the_step(quarter_jan_run, tmp_path, monkeypatch):
     import downpour.downscaling.srdrn_module as sm
 
     real = sm.weighted_reconstruction
@@ -274,7 +188,7 @@ def test_nan_loss_stops_with_the_step(small_run, tmp_path, monkeypatch):
         return out * float("nan") if calls["n"] > 4 else out
 
     monkeypatch.setattr(sm, "weighted_reconstruction", poisoned)
-    run = copy_run(small_run, tmp_path / "run")
+    run = copy_run(quarter_jan_run, tmp_path / "run")
     with pytest.raises(DownpourError, match=r"SRDRN loss became nan at step \d+ \(epoch 1"):
         fit(load_config("demo", SMALL), run)
     assert (run / "checkpoints" / "srdrn" / "epoch=000.ckpt").is_file()

@@ -1,8 +1,8 @@
 """Run ``downpour ...`` with a callback that records what each DDP rank trained on.
 
-Usage (from tests/test_ddp.py)::
+Usage (from tests/training/test_ddp.py)::
 
-    python tests/ddp_script.py RECORD_DIR train cvae --devices 2 --accelerator cpu ...
+    python tests/training/ddp_script.py RECORD_DIR train cvae --devices 2 --accelerator cpu ...
 
 The arguments after ``RECORD_DIR`` go to the ``downpour`` command line
 unchanged. Lightning's ``ddp`` strategy launches rank 1 by running this same

@@ -1,4 +1,4 @@
-"""Sampling a long archive in time shards: per-event seeding, block writes, merge-samples."""
+"""Sampling a long archive in time shards: per-event seeding, block writes, merged shards."""
 
 import datetime as dt
 import json
@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from click.testing import CliRunner
 
 import downpour.downscaling.sampling as sampling_mod
-from downpour.cli.main import cli
 from downpour.config import SamplingConfig
 from downpour.core.errors import DownpourError
 from downpour.downscaling.dataset import PrecipDataset
@@ -185,56 +183,6 @@ def test_empty_period_is_a_clear_error(trained_run):
             cfg(days="heavy_only", period=(quiet, quiet)),
             progress=False,
         )
-
-
-def test_period_text():
-    parse = SamplingConfig.parse_period
-    assert parse("2001-01-01:2001-06-30") == (dt.date(2001, 1, 1), dt.date(2001, 6, 30))
-    assert parse("2001:2003") == (dt.date(2001, 1, 1), dt.date(2003, 12, 31))
-    assert parse("2000-02:2000-02") == (dt.date(2000, 2, 1), dt.date(2000, 2, 29))
-    assert SamplingConfig(period="2001-03:2001-04").period == (
-        dt.date(2001, 3, 1),
-        dt.date(2001, 4, 30),
-    )
-    with pytest.raises(ValueError, match="must be START:END"):
-        parse("2001-01-01")
-    with pytest.raises(ValueError, match="starts after it ends"):
-        SamplingConfig(period="2002:2001")
-
-
-def test_cli_sample_periods_and_merge(trained_run, tmp_path):
-    run = CliRunner()
-    common = ["sample", "--checkpoint", str(ckpt(trained_run)), "--set", "sampling.days=all"]
-    common += ["--set", "sampling.members=2", "--set", "sampling.seed=11"]
-    for period in ("2001-01-01:2001-01-05", "2001-01-06:2001-01-12"):
-        res = run.invoke(cli, [*common, "--period", period])
-        assert res.exit_code == 0, res.output
-    samples = trained_run / "samples"
-    shards = [
-        samples / "posterior_train_2001-01-01_2001-01-05.zarr",
-        samples / "posterior_train_2001-01-06_2001-01-12.zarr",
-    ]
-    assert "7 events × 2 members" in " ".join(res.output.split())  # rich wraps lines
-    out = tmp_path / "merged.zarr"
-    res = run.invoke(cli, ["merge-samples", *map(str, shards), "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    text = " ".join(res.output.split())
-    assert "12 events (2001-01-01 to 2001-01-12) × 2 members from 2 shards" in text
-    single = sample_cvae(
-        [ckpt(trained_run)],
-        trained_run / "data" / "store.zarr",
-        load_cvae(ckpt(trained_run))[1].sampling.model_copy(  # the CLI's default: the run's
-            update={"days": "all", "members": 2, "seed": 11, "period": (JAN[0], JAN12)}
-        ),
-        progress=False,
-    )
-    np.testing.assert_array_equal(opened(out)["samples"].values, single["samples"].values)
-    # errors: a bad period, an overlap
-    res = run.invoke(cli, [*common, "--period", "2001-02-30:2001-03"])
-    assert res.exit_code == 2 and "--period: period '2001-02-30:2001-03'" in res.output
-    assert "day is out of range for month" in " ".join(res.output.split())
-    res = run.invoke(cli, ["merge-samples", str(shards[0]), str(shards[0]), "--out", str(out)])
-    assert res.exit_code == 2 and "shards overlap: 5 day(s)" in " ".join(res.output.split())
 
 
 def test_unknown_device_is_a_clear_error(trained_run):

@@ -1,62 +1,33 @@
-"""Training the cVAE end to end: overfit, resume equivalence, NaN stop, atomic checkpoints, CLI."""
+"""Training the cVAE end to end: overfit, resume, NaN stop, atomic checkpoints, prepare guard."""
+
+from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from downpour.cli.main import cli
+from _shared import QUARTER, TINY_CVAE, copy_run
 from downpour.config import load_config
 from downpour.core.errors import DownpourError
 from downpour.downscaling.prepare import prepare
 from downpour.downscaling.train import train_cvae
 
-SMALL = [
-    "data.embedded.n_years=2",
-    "data.embedded.height=48",
-    "data.embedded.width=36",
-    "data.splits.train={start: 2001-01-01, end: 2001-03-31}",
-    "data.splits.val={start: 2001-04-01, end: 2001-04-30}",
-    "data.splits.test.years=[2002]",
-    "data.heavy.quantile=0.8",
-    "model.base_filters=8",
-    "model.d_z=8",
-    "model.d_x=16",
-    "model.d_y=16",
-    "train.batch_size=8",
-    "train.checkpoint_every=1",
-]
+SMALL = [*QUARTER, *TINY_CVAE, "train.batch_size=8", "train.checkpoint_every=1"]
 
 
 def quiet(*_a, **_k):
     return None
 
 
-@pytest.fixture(scope="module")
-def small_run(tmp_path_factory) -> Path:
-    """A prepared run directory on a 48×36 embedded dataset (shared, read-only)."""
-    run = tmp_path_factory.mktemp("small")
-    prepare(load_config("demo", SMALL), run)
-    return run
-
-
-def copy_run(src: Path, dst: Path) -> Path:
-    import shutil
-
-    shutil.copytree(src, dst)
-    return dst
-
-
 def fit(cfg, run, **kw):
     return train_cvae(cfg, run, echo=quiet, enable_progress_bar=False, **kw)
 
 
-def test_demo_preset_trains_two_epochs(small_run, tmp_path):
+def test_demo_preset_trains_two_epochs(quarter_run, tmp_path):
     cfg = load_config("demo", [*SMALL, "train.epochs=2"])
-    run = copy_run(small_run, tmp_path / "run")
+    run = copy_run(quarter_run, tmp_path / "run")
     res = fit(cfg, run)
     assert res.epochs == 2
     ckpts = sorted(p.name for p in (run / "checkpoints" / "cvae").iterdir())
@@ -97,7 +68,7 @@ def test_demo_preset_trains_two_epochs(small_run, tmp_path):
     assert extra["normalization"]["channels"] == ["pr", "q"]
 
 
-def test_overfits_eight_days(small_run, tmp_path):
+def test_overfits_eight_days(quarter_run, tmp_path):
     """Reconstruction loss of 8 training days (posterior mean, eval mode) falls by ≥ 80 %."""
     from downpour.downscaling.cvae_module import CVAEModule
     from downpour.losses import weighted_reconstruction
@@ -167,11 +138,11 @@ def _weights(path):
     return {k: v.float() for k, v in sd.items()}
 
 
-def test_resume_gives_the_same_weights(small_run, tmp_path):
+def test_resume_gives_the_same_weights(quarter_run, tmp_path):
     over = [*SMALL, "train.epochs=4", "train.scheduler=cosine", "train.warmup_epochs=1"]
     cfg = load_config("demo", over)
-    a = copy_run(small_run, tmp_path / "a")
-    b = copy_run(small_run, tmp_path / "b")
+    a = copy_run(quarter_run, tmp_path / "a")
+    b = copy_run(quarter_run, tmp_path / "b")
     fit(cfg, a)
     fit(cfg, b, max_epochs=2)  # stop half-way (the schedule still spans 4 epochs)
     fit(cfg, b, resume=b / "checkpoints" / "cvae" / "last.ckpt")
@@ -184,7 +155,7 @@ def test_resume_gives_the_same_weights(small_run, tmp_path):
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
-def test_nan_loss_stops_with_step_and_term(small_run, tmp_path, monkeypatch):
+def test_nan_loss_stops_with_step_and_term(quarter_run, tmp_path, monkeypatch):
     import downpour.downscaling.cvae_module as cm
 
     real = cm.cvae_loss
@@ -199,7 +170,7 @@ def test_nan_loss_stops_with_step_and_term(small_run, tmp_path, monkeypatch):
         return total, terms
 
     monkeypatch.setattr(cm, "cvae_loss", poisoned)
-    run = copy_run(small_run, tmp_path / "run")
+    run = copy_run(quarter_run, tmp_path / "run")
     cfg = load_config("demo", [*SMALL, "train.epochs=3"])
     with pytest.raises(DownpourError, match=r"at step \d+ .*non-finite term\(s\): mass"):
         fit(cfg, run)
@@ -209,8 +180,8 @@ def test_nan_loss_stops_with_step_and_term(small_run, tmp_path, monkeypatch):
     assert all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point())
 
 
-def test_interrupted_checkpoint_write_keeps_the_old_file(small_run, tmp_path, monkeypatch):
-    run = copy_run(small_run, tmp_path / "run")
+def test_interrupted_checkpoint_write_keeps_the_old_file(quarter_run, tmp_path, monkeypatch):
+    run = copy_run(quarter_run, tmp_path / "run")
     cfg = load_config("demo", [*SMALL, "train.epochs=1"])
     fit(cfg, run)
     last = run / "checkpoints" / "cvae" / "last.ckpt"
@@ -227,48 +198,9 @@ def test_interrupted_checkpoint_write_keeps_the_old_file(small_run, tmp_path, mo
     assert last.read_bytes() == before
 
 
-def test_cli_train_cvae(small_run, tmp_path):
-    run = copy_run(small_run, tmp_path / "run")
-    args = ["train", "cvae", "--config", "demo", "--out", str(run), "--set", "train.epochs=1"]
-    for item in SMALL:
-        args += ["--set", item]
-    res = CliRunner().invoke(cli, args)
-    assert res.exit_code == 0, res.output
-    assert "parameters" in res.output and "trained 1 epochs" in res.output
-    assert (run / "checkpoints" / "cvae" / "last.ckpt").is_file()
-
-
-def test_cli_resume_missing_checkpoint(tmp_path):
-    res = CliRunner().invoke(
-        cli, ["train", "cvae", "--out", str(tmp_path), "--resume", "nope.ckpt"]
-    )
-    assert res.exit_code == 2 and "nope.ckpt" in res.output and "Traceback" not in res.output
-
-
-def test_cli_demo_runs_the_main_job(tmp_path):
-    args = ["demo", "--out", str(tmp_path / "run"), "--set", "train.epochs=1", "--n-boot", "20"]
-    tiny_srdrn = ["srdrn.filters=4", "srdrn.res_blocks=1", "srdrn.upsample_filters=8",
-                  "srdrn.epochs=1", "srdrn.batches_per_epoch=2", "sampling.members=2"]  # fmt: skip
-    for item in [*SMALL, *tiny_srdrn]:
-        args += ["--set", item]
-    res = CliRunner().invoke(cli, args)
-    assert res.exit_code == 0, res.output
-    out = res.output
-    # steps in order: data card, cVAE, sample quality, verification table, verdict, report
-    marks = ["heavy", "[2/8]", "sample quality", "verification on", "srdrn_augmented − srdrn_real",
-             "report:"]  # fmt: skip
-    positions = [out.index(m) for m in marks]
-    assert positions == sorted(positions)
-    assert (tmp_path / "run" / "report.html").is_file()
-    assert (tmp_path / "run" / "data" / "card.json").is_file()
-    assert (tmp_path / "run" / "checkpoints" / "cvae" / "best.ckpt").is_file()
-    for mode in ("posterior", "prior"):
-        assert (tmp_path / "run" / "samples" / f"{mode}_train.zarr" / "zarr.json").is_file()
-
-
-def test_bf16_accumulation_and_plateau_warmup(small_run, tmp_path):
+def test_bf16_accumulation_and_plateau_warmup(quarter_run, tmp_path):
     """bf16-mixed precision, gradient accumulation 2 and plateau LR with warm-up run together."""
-    run = copy_run(small_run, tmp_path / "run")
+    run = copy_run(quarter_run, tmp_path / "run")
     cfg = load_config(
         "demo",
         [
@@ -289,3 +221,20 @@ def test_bf16_accumulation_and_plateau_warmup(small_run, tmp_path):
     assert steps[-1] == 11
     lrs = [float(r["lr-Adam"]) for r in rows if r.get("lr-Adam")]
     assert lrs[0] == pytest.approx(1e-3 / 6)  # first warm-up step: lr · 1/(6 steps)
+
+
+def test_launched_processes_must_not_all_prepare_the_store(tmp_path, monkeypatch):
+    from downpour.core.errors import DownpourError
+    from downpour.downscaling.train import ensure_store
+    from downpour.training.fit import launched_processes
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    assert launched_processes() == 8
+    cfg = load_config("demo", SMALL)
+    with pytest.raises(DownpourError, match=r"8 training processes.*downpour prepare"):
+        ensure_store(cfg, tmp_path / "run", echo=lambda *a: None)
+    assert not (tmp_path / "run" / "data").exists()
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert launched_processes() == 1

@@ -1,4 +1,6 @@
-"""A tiny prepared store with closed-form values, written by ``downpour.downscaling.store``.
+"""Fixtures of the downscaling tests: a tiny store with closed-form values, an SRDRN checkpoint.
+
+The tiny store is written by ``downpour.downscaling.store``:
 
 60 days from 2001-01-01, high-res 24×24, low-res 4×4 (scale factor 6),
 predictor channels ``pr`` (block mean of the target, precipitation) and
@@ -24,6 +26,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _shared import QUARTER_JAN
+from downpour.config import load_config
 from downpour.data.normalize import Normalization, fit_normalization
 from downpour.downscaling.store import StoreWriter, day_dataset, static_dataset, store_attrs
 
@@ -160,3 +164,23 @@ def make_store() -> Callable[..., TinyStore]:
 def tiny_store_no_synthetic(tmp_path_factory: pytest.TempPathFactory) -> TinyStore:
     """The same store without the ``is_synthetic`` variable."""
     return write_store(tmp_path_factory.mktemp("store") / "store.zarr", synthetic=False)
+
+
+@pytest.fixture(scope="session")
+def srdrn_ckpt(quarter_jan_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained small SRDRN checkpoint of the quarter_jan store (as `train srdrn` writes)."""
+    import torch
+
+    from downpour.downscaling.datamodule import read_store_info
+    from downpour.downscaling.srdrn_module import SRDRNModule
+
+    over = ["srdrn.filters=8", "srdrn.res_blocks=2", "srdrn.upsample_filters=8"]
+    torch.manual_seed(0)
+    module = SRDRNModule(
+        load_config("demo", [*QUARTER_JAN, *over]), read_store_info(quarter_jan_run)
+    )
+    ckpt = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(ckpt)
+    path = tmp_path_factory.mktemp("srdrn_ckpt") / "best.ckpt"
+    torch.save(ckpt, path)
+    return path

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from _shared import ROOT
 from downpour.config import load_config
 from downpour.downscaling.pipeline import augmentation_verdict, run_pipeline
 
@@ -20,7 +21,7 @@ TINY_SRDRN = [
     "sampling.members=2",
     "augment.per_event=2",
 ]
-ERA5 = Path(__file__).resolve().parents[2] / "shared" / "data" / "era5land_quebec_1970.nc"
+ERA5 = ROOT.parent / "shared" / "data" / "era5land_quebec_1970.nc"
 
 
 def assert_run_complete(run: Path, res) -> None:
@@ -55,7 +56,7 @@ def test_embedded_pipeline(tmp_path, small_overrides):
 @pytest.mark.skipif(not ERA5.is_file(), reason="../shared/data/era5land_quebec_1970.nc absent")
 def test_era5land_pipeline(tmp_path):
     cfg = load_config(
-        str(Path(__file__).resolve().parents[1] / "examples" / "configs" / "era5land_quebec.yaml"),
+        str(ROOT / "examples" / "configs" / "era5land_quebec.yaml"),
         [*TINY_SRDRN, "model.base_filters=8", "model.d_z=8", "train.epochs=1",
          "data.heavy.quantile=0.8"],
     )  # fmt: skip

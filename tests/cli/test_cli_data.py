@@ -1,4 +1,4 @@
-"""The ``downpour`` command line: help, ``config``, and ``prepare`` on a small file set."""
+"""`downpour config` and `downpour prepare` on a small file set."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import xarray as xr
 import yaml
 from click.testing import CliRunner
 
-from downpour import __version__
 from downpour.cli.main import cli
 from downpour.config import Config, load_config
 from downpour.downscaling.store import open_store
@@ -39,23 +38,6 @@ def invoke(*args: str) -> tuple[int, str]:
 def flat(text: str) -> str:
     """Collapse whitespace (rich wraps long lines at the console width)."""
     return " ".join(text.split())
-
-
-# ------------------------------------------------------------------ help and config
-
-
-def test_help_lists_the_commands() -> None:
-    code, out = invoke("--help")
-    assert code == 0
-    assert "Usage:" in out
-    listed = re.findall(r"^  (\w+)\s{2,}\S", out.split("Commands:")[1], flags=re.M)
-    assert {"prepare", "demo", "config"} <= set(listed)
-
-
-def test_version() -> None:
-    code, out = invoke("--version")
-    assert code == 0
-    assert out.strip() == f"downpour, version {__version__}"
 
 
 def test_prepare_help_shows_options() -> None:
@@ -103,9 +85,6 @@ def test_config_set_wrong_type_is_a_clean_error() -> None:
     assert code == 2
     assert out.startswith("error: ")
     assert "'train.epochs'" in out and "--set train.epochs=many" in out and "'many'" in out
-
-
-# ------------------------------------------------------------------ prepare
 
 
 @pytest.fixture
