@@ -201,3 +201,46 @@ def record_days(monkeypatch: pytest.MonkeyPatch, cls: type, method: str) -> list
 
     monkeypatch.setattr(cls, method, wrapped)
     return seen
+
+
+#: Thresholds and FSS scales of the verification-state tests (:func:`verification_fields`).
+VERIFY_THR = {"P95": 6.0, "10mm": 10.0}
+VERIFY_SCALES = (1, 3, 4)
+
+
+def verification_fields(days: int = 30, shape: tuple[int, int] = (14, 11), seed: int = 0):
+    """Gamma rain truth, a noisy prediction (one NaN cell), a mask and daily time stamps."""
+    rng = np.random.default_rng(seed)
+    size = (days, *shape)
+    truth = np.where(rng.random(size) < 0.5, rng.gamma(0.8, 6.0, size), 0.0).astype(np.float32)
+    pred = np.maximum(truth + rng.normal(0.0, 3.0, size), 0.0).astype(np.float32)
+    pred[min(4, days - 1), 2, 3] = np.nan
+    mask = rng.random(shape) > 0.3
+    times = np.arange("2001-01-01", days, dtype="datetime64[D]").astype("datetime64[ns]")
+    return pred, truth, mask, times
+
+
+def accumulate_days(pred, truth, mask, times, days: slice, batch: int = 7):
+    """A :class:`VerificationAccumulator` of the days ``days``, updated ``batch`` days at a time."""
+    from downpour.metrics.accumulator import VerificationAccumulator
+
+    acc = VerificationAccumulator(VERIFY_THR, scales=VERIFY_SCALES, mask=mask)
+    idx = np.arange(len(times))[days]
+    for i in range(0, idx.size, batch):
+        sel = idx[i : i + batch]
+        acc.update(pred[sel], truth[sel], time=times[sel])
+    return acc
+
+
+def cvae_checkpoint(run: Path) -> Path:
+    """``RUN/checkpoints/cvae/last.ckpt``."""
+    return run / "checkpoints" / "cvae" / "last.ckpt"
+
+
+def opened(path: Path):
+    """A samples store (zarr folder or NetCDF file) opened and loaded into memory."""
+    import xarray as xr
+
+    if path.is_dir():
+        return xr.open_zarr(path, consolidated=False).load()
+    return xr.open_dataset(path).load()

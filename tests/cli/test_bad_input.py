@@ -1,4 +1,10 @@
-"""Bad input stops `downpour prepare` with one clear message (DESIGN.md §4).
+"""Bad input stops every command with one clear message (docs/data.md#bad-input).
+
+The first part covers ``downpour prepare`` in detail; the corpus at the end
+(:func:`test_bad_input_is_refused`, one case per bad input) covers every
+command: ``prepare``, ``train cvae|srdrn``, ``sample``, ``evaluate``,
+``augment``, ``verify``, ``verify-merge``, ``nowcast train|forecast|verify``,
+``config`` and ``--set``.
 
 Every test runs the real CLI through ``click.testing.CliRunner`` on small
 NetCDF files written to ``tmp_path`` and checks that
@@ -7,7 +13,8 @@ NetCDF files written to ``tmp_path`` and checks that
   file, variable and/or config key involved and says what to do,
 - there is no traceback,
 - nothing was left behind in the run directory (no store, card, config, or
-  temporary ``.*.tmp`` entries).
+  temporary ``.*.tmp`` entries); in the corpus, every path the command would
+  have written is absent, or byte-identical to what was there before.
 
 The default input set: target ``pr`` (time, lat, lon), daily 2001-01-01 ..
 2002-12-31 (730 days) on a 12×12 grid (lat 40.0..41.1, lon 10.0..11.1, step
@@ -17,18 +24,29 @@ The default input set: target ``pr`` (time, lat, lon), daily 2001-01-01 ..
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import xarray as xr
 import yaml
 from click.testing import CliRunner, Result
 
+from _shared import QUARTER_JAN, TINY_CVAE, copy_run, one_torch_thread, write_augmented
 from downpour.cli.main import cli
+from downpour.config import load_config
+from downpour.downscaling.prepare import prepare
 from downpour.downscaling.store import open_store
 
 TIMES = pd.date_range("2001-01-01", "2002-12-31", freq="D")
@@ -161,6 +179,7 @@ class Inputs:
         assert "Traceback" not in out
         assert out.startswith("error: "), out
         assert sum(line.startswith("error:") for line in out.splitlines()) == 1, out
+        assert len(result.stderr.splitlines()) == 1, result.stderr  # the message is one line
         for text in must_contain:
             assert text in out, f"{text!r} not in the message:\n{out}"
         self.assert_nothing_written()
@@ -562,3 +581,941 @@ def test_invalid_yaml(inputs: Inputs) -> None:
 def test_missing_config_file(inputs: Inputs) -> None:
     cfg = inputs.root / "configs" / "missing.yaml"
     inputs.assert_fails(cfg, f"config file {cfg} not found", "presets: ", "demo")
+
+
+# ====================================================================== the corpus
+#
+# Every command refuses bad input the same way: exit status 2, exactly one line on
+# stderr that starts with ``error:`` and names the file, variable or key, no
+# traceback, and every path the command would have written absent (or unchanged,
+# byte for byte, where it existed before). Each case below builds its input and
+# returns a :class:`Call`; :func:`test_bad_input_is_refused` runs them all.
+#
+# The shared inputs of the cases live on :class:`World` (built once per module, on
+# first use, read-only): the session's ``quarter_jan_run`` (48×36 ← 4×3, test
+# January 2002), a copy of it holding untrained tiny cVAE and SRDRN checkpoints
+# (built the way training writes them), a second prepared run on another grid
+# (24×24), samples stores drawn from the cVAE, one saved verification piece of each
+# run, and the session's tiny trained nowcaster.
+
+
+def digest(path: Path) -> dict[str, str] | None:
+    """Content fingerprint of a file or directory tree (``None`` when absent)."""
+    if not path.exists():
+        return None
+    if path.is_file():
+        return {".": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        if p.is_file()
+        else "<dir>"
+        for p in sorted(path.rglob("*"))
+    }
+
+
+@dataclass
+class Call:
+    """One refused command line and what it must leave alone."""
+
+    args: list[Any]  # arguments of `downpour`
+    names: tuple[str, ...]  # text that must appear in the error line (file, variable, key)
+    watch: tuple[Path, ...] = ()  # outputs: absent, or byte-identical when they existed
+    marker: Path | None = None  # a file that unpickling a crafted payload would create
+    banned: tuple[str, ...] = ()  # text that must not appear in the error line
+
+
+def check_refused(call: Call) -> str:
+    """Run ``call`` through the real CLI and check the refusal; return the error line."""
+    before = {p: digest(p) for p in call.watch}
+    result = CliRunner().invoke(cli, [str(a) for a in call.args])
+    detail = f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.exit_code == 2, f"{detail}\n{result.exception!r}"
+    assert isinstance(result.exception, SystemExit), detail
+    assert "Traceback" not in result.output, detail
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), detail
+    assert not any(line.startswith("error") for line in result.stdout.splitlines()), detail
+    for name in call.names:
+        assert name in lines[0], f"{name!r} not in the message:\n{lines[0]}"
+    for text in call.banned:
+        assert text not in lines[0], f"{text!r} in the message:\n{lines[0]}"
+    for path in call.watch:
+        assert digest(path) == before[path], f"{path} was written or changed"
+    if call.marker is not None:
+        assert not call.marker.exists(), "the checkpoint's pickled payload ran"
+    return lines[0]
+
+
+class _RunsOnUnpickle:
+    """Unpickles as ``open(marker, "w")``: a payload that runs code when loaded unsafely."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.marker, "w"))
+
+
+def pickled_checkpoint(path: Path, marker: Path, kind: str) -> Path:
+    """Write a checkpoint of ``kind`` whose payload creates ``marker`` when unpickled."""
+    payload = {"kind": kind, "variant": kind, "config": {}, "info": {}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {}, "downpour": {**payload, "hook": _RunsOnUnpickle(marker)}}, path)
+    return path
+
+
+def truncated_copy(src: Path, dst: Path) -> Path:
+    """Write the first half of ``src`` to ``dst`` (a download or copy cut short)."""
+    data = src.read_bytes()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(data[: len(data) // 2])
+    return dst
+
+
+def text_file(path: Path) -> Path:
+    """A text file under a data file's name (``notes.nc``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("station,date,rain\nA,2001-01-01,3.2\n", encoding="utf-8")
+    return path
+
+
+def radar_file(
+    path: Path,
+    *,
+    hours: int = 24,
+    size: int = 16,
+    units: str = "mm/h",
+    times: pd.DatetimeIndex | None = None,
+    values: np.ndarray | None = None,
+) -> Path:
+    """Write a radar NetCDF ``rr`` (time, y, x) on a 2 km projected grid, hourly frames."""
+    times = times if times is not None else pd.date_range("2021-07-01", periods=hours, freq="h")
+    if values is None:
+        values = rain(times.size, size, size, seed=3) / 4.0
+    ds = xr.Dataset(
+        {"rr": (("time", "y", "x"), values, {"units": units})},
+        coords={"time": times, "y": 2000.0 * np.arange(size), "x": 2000.0 * np.arange(size)},
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.to_netcdf(path)
+    return path
+
+
+def save_module(module: Any, path: Path) -> Path:
+    """Save an (untrained) training module as `downpour train` writes its checkpoints."""
+    ckpt = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(ckpt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, path)
+    return path
+
+
+#: The small SRDRN of the corpus's checkpoints.
+TINY_SRDRN = ["srdrn.filters=8", "srdrn.res_blocks=2", "srdrn.upsample_filters=8"]
+#: Overrides of the second prepared run: the quarter_jan data on a 24×24 grid.
+OTHER_GRID = [*QUARTER_JAN, "data.embedded.height=24", "data.embedded.width=24"]
+
+
+class World:
+    """The shared, read-only inputs of the corpus, each built on first use."""
+
+    def __init__(self, request: pytest.FixtureRequest, factory: pytest.TempPathFactory) -> None:
+        self.request = request
+        self.factory = factory
+
+    @cached_property
+    def run(self) -> Path:
+        """The session's quarter_jan run (48×36 ← 4×3; train Q1 2001, test January 2002)."""
+        return self.request.getfixturevalue("quarter_jan_run")
+
+    @cached_property
+    def ckpt_run(self) -> Path:
+        """A copy of :attr:`run` with an untrained tiny cVAE and SRDRN checkpoint."""
+        from downpour.downscaling.cvae_module import CVAEModule
+        from downpour.downscaling.datamodule import read_store_info
+        from downpour.downscaling.srdrn_module import SRDRNModule
+
+        run = copy_run(self.run, self.factory.mktemp("corpus") / "run")
+        info = read_store_info(run)
+        torch.manual_seed(0)
+        cfg = load_config("demo", [*QUARTER_JAN, *TINY_CVAE, *TINY_SRDRN])
+        save_module(CVAEModule(cfg, info), run / "checkpoints" / "cvae" / "last.ckpt")
+        save_module(SRDRNModule(cfg, info), run / "checkpoints" / "srdrn_real" / "best.ckpt")
+        return run
+
+    @property
+    def cvae(self) -> Path:
+        return self.ckpt_run / "checkpoints" / "cvae" / "last.ckpt"
+
+    @property
+    def srdrn(self) -> Path:
+        return self.ckpt_run / "checkpoints" / "srdrn_real" / "best.ckpt"
+
+    @cached_property
+    def other_run(self) -> Path:
+        """The quarter_jan data prepared on a 24×24 grid (another dataset for the checkpoints)."""
+        run = self.factory.mktemp("corpus_other") / "run"
+        prepare(load_config("demo", OTHER_GRID), run)
+        return run
+
+    def _samples(self, split: str, days: list[str]) -> Path:
+        from downpour.config import SamplingConfig
+        from downpour.downscaling.sampling import sample_to_store
+
+        s = SamplingConfig(mode="posterior", members=2, seed=1, pixel_threshold=0.0,
+                           days=days, split=split)  # fmt: skip
+        out = self.factory.mktemp(f"corpus_{split}") / "samples" / f"posterior_{split}.zarr"
+        sample_to_store([self.cvae], self.run / "data" / "store.zarr", s, out, progress=False)
+        return out
+
+    @cached_property
+    def samples_train(self) -> Path:
+        """Two members of two training days (``RUN/samples/posterior_train.zarr``)."""
+        return self._samples("train", ["2001-01-05", "2001-01-10"])
+
+    @cached_property
+    def samples_test(self) -> Path:
+        """Two members of two test days: for evaluation only."""
+        return self._samples("test", ["2002-01-05", "2002-01-06"])
+
+    def _piece(self, run: Path, period: str) -> Path:
+        from downpour.downscaling.verify import verify_run
+
+        out = self.factory.mktemp("corpus_piece") / "state"
+        verify_run(run, checkpoints={}, baselines=("bicubic",), period=period, save_state=out,
+                   figures=False, echo=lambda m: None)  # fmt: skip
+        return out
+
+    @cached_property
+    def piece(self) -> Path:
+        """Saved verification state of 2002-01-01..10 of :attr:`run` (bicubic)."""
+        return self._piece(self.run, "2002-01-01:2002-01-10")
+
+    @cached_property
+    def piece_of_copy(self) -> Path:
+        """Saved state of 2002-01-11..20 of :attr:`ckpt_run`: the same data, another run."""
+        return self._piece(self.ckpt_run, "2002-01-11:2002-01-20")
+
+    @cached_property
+    def nowcaster(self) -> Path:
+        """The session's tiny trained nowcaster (``RUN/checkpoints/nowcast/last.ckpt``)."""
+        return self.request.getfixturevalue("trained_nowcast")
+
+
+@pytest.fixture(scope="module")
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """The corpus's shared inputs (:class:`World`); torch on one thread meanwhile."""
+    with one_torch_thread():
+        yield World(request, tmp_path_factory)
+
+
+CaseFn = Callable[[World, Path], Call]
+CASES: dict[str, CaseFn] = {}
+XFAIL: dict[str, str] = {}
+
+
+def case(name: str, xfail: str | None = None) -> Callable[[CaseFn], CaseFn]:
+    """Register a corpus case (``command/what``), optionally a known, strict failure."""
+
+    def register(fn: CaseFn) -> CaseFn:
+        assert name not in CASES, name
+        CASES[name] = fn
+        if xfail:
+            XFAIL[name] = xfail
+        return fn
+
+    return register
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    """Copy a store or run directory for a case that modifies it."""
+    shutil.copytree(src, dst)
+    return dst
+
+
+# ------------------------------------------------------------------ prepare
+
+
+@case("prepare/text-file-named-nc")
+def _(w: World, tmp: Path) -> Call:
+    inputs = Inputs(tmp)
+    path = text_file(tmp / "pr.nc")
+    return Call(["prepare", "--config", inputs.config(), "--out", inputs.out],
+                ("data.target", str(path), "not a NetCDF"), (inputs.out,))  # fmt: skip
+
+
+@case("prepare/predictor-zarr-with-a-chunk-deleted")
+def _(w: World, tmp: Path) -> Call:
+    inputs = Inputs(tmp)
+    inputs.target()
+    q = inputs.predictor(lowres(grid(12, 40.0)), lowres(grid(12, 10.0)))
+    store = tmp / "q.zarr"
+    xr.open_dataset(q).chunk({"time": 100}).to_zarr(store, zarr_format=3, consolidated=False)
+    shutil.rmtree(store / "q" / "c" / "2")  # days 200..299
+    cfg = inputs.config({"predictors": [{"path": str(store), "variable": "q"}]})
+    return Call(["prepare", "--config", cfg, "--out", inputs.out],
+                ("data.predictors[0]", str(store), "2001-07-20"), (inputs.out,))  # fmt: skip
+
+
+@case("prepare/duplicated-time-stamps")
+def _(w: World, tmp: Path) -> Call:
+    inputs = Inputs(tmp)
+    times = TIMES.insert(100, TIMES[100])  # 2001-04-11 twice
+    path = inputs.target(rain(times.size, 12, 12), times=times)
+    return Call(["prepare", "--config", inputs.config(), "--out", inputs.out],
+                ("data.target", str(path), "duplicate"), (inputs.out,))  # fmt: skip
+
+
+@case("prepare/predictor-with-duplicated-time-stamps")
+def _(w: World, tmp: Path) -> Call:
+    inputs = Inputs(tmp)
+    inputs.target()
+    times = TIMES.insert(5, TIMES[5])
+    lat, lon = lowres(grid(12, 40.0)), lowres(grid(12, 10.0))
+    q = np.ones((times.size, 3, 3), dtype=np.float32)
+    path = inputs.predictor(lat, lon, q, times=times)
+    cfg = inputs.config({"predictors": [{"path": str(path), "variable": "q"}]})
+    return Call(["prepare", "--config", cfg, "--out", inputs.out],
+                ("data.predictors[0]", str(path), "duplicate"), (inputs.out,))  # fmt: skip
+
+
+@case("prepare/target-without-units")
+def _(w: World, tmp: Path) -> Call:
+    inputs = Inputs(tmp)
+    path = inputs.target()
+    with xr.open_dataset(path) as ds:
+        ds = ds.load()
+    del ds["pr"].attrs["units"]
+    ds.to_netcdf(path)
+    return Call(["prepare", "--config", inputs.config(), "--out", inputs.out],
+                (str(path), "'data.target.units'"), (inputs.out,))  # fmt: skip
+
+
+@case("prepare/precip-predictor-in-kelvin")
+def _(w: World, tmp: Path) -> Call:
+    inputs = Inputs(tmp)
+    inputs.target()
+    path = inputs.predictor(lowres(grid(12, 40.0)), lowres(grid(12, 10.0)), variable="t2m")
+    with xr.open_dataset(path) as ds:
+        ds = ds.load()
+    ds["t2m"].attrs["units"] = "K"
+    ds.to_netcdf(path)
+    pred = {"path": str(path), "variable": "t2m", "kind": "precip"}
+    cfg = inputs.config({"predictors": [pred]})
+    return Call(["prepare", "--config", cfg, "--out", inputs.out],
+                ("data.predictors[0]", str(path), "'K'", "'data.predictors[0].units'"),
+                (inputs.out,))  # fmt: skip
+
+
+@case("prepare/predictor-a-day-late")
+def _(w: World, tmp: Path) -> Call:
+    inputs = Inputs(tmp)
+    inputs.target()
+    late = TIMES + pd.Timedelta(days=1)  # misaligned: starts 2001-01-02
+    path = inputs.predictor(lowres(grid(12, 40.0)), lowres(grid(12, 10.0)), times=late)
+    cfg = inputs.config({"predictors": [{"path": str(path), "variable": "q"}]})
+    return Call(["prepare", "--config", cfg, "--out", inputs.out],
+                ("data.predictors[0]", str(path), "2001-01-01"), (inputs.out,))  # fmt: skip
+
+
+@case("prepare/predictor-file-missing")
+def _(w: World, tmp: Path) -> Call:
+    inputs = Inputs(tmp)
+    inputs.target()
+    missing = tmp / "era5" / "q.nc"
+    cfg = inputs.config({"predictors": [{"path": str(missing), "variable": "q"}]})
+    return Call(["prepare", "--config", cfg, "--out", inputs.out],
+                (str(missing), "data.predictors[0].path"), (inputs.out,))  # fmt: skip
+
+
+@case("prepare/failure-leaves-an-existing-run-unchanged")
+def _(w: World, tmp: Path) -> Call:
+    inputs = Inputs(tmp)
+    values = rain(N_DAYS, 12, 12)
+    values[10, 0, 0] = np.inf
+    path = inputs.target(values)
+    run = copy_run(w.run, tmp / "run")  # a prepared run: store, card, sources
+    return Call(["prepare", "--config", inputs.config(), "--out", run],
+                ("data.target", str(path), "infinite"), (run,))  # fmt: skip
+
+
+@case("prepare/empty-split-from-set")
+def _(w: World, tmp: Path) -> Call:
+    inputs = Inputs(tmp)
+    inputs.target()
+    return Call(["prepare", "--config", inputs.config(), "--out", inputs.out,
+                 "--set", "data.splits.val={years: [1999]}"],
+                ("data.splits.val",), (inputs.out,))  # fmt: skip
+
+
+@case("prepare/grid-fit-not-a-choice")
+def _(w: World, tmp: Path) -> Call:
+    inputs = Inputs(tmp)
+    inputs.target(ny=13, nx=14)
+    return Call(["prepare", "--config", inputs.config(), "--out", inputs.out,
+                 "--set", "data.grid_fit=stretch"],
+                ("data.grid_fit", "'stretch'"), (inputs.out,))  # fmt: skip
+
+
+# ------------------------------------------------------------------ train cvae / srdrn
+
+
+@case("train-cvae/unknown-key-in-set")
+def _(w: World, tmp: Path) -> Call:
+    out = tmp / "run"
+    return Call(["train", "cvae", "--out", out, "--set", "train.epoch=5"],
+                ("train.epoch", "did you mean 'epochs'"), (out,))  # fmt: skip
+
+
+@case("train-cvae/negative-rain-in-the-target")
+def _(w: World, tmp: Path) -> Call:
+    inputs = Inputs(tmp)
+    values = rain(N_DAYS, 12, 12)
+    values[3, 2, 2] = -3.0
+    path = inputs.target(values)
+    return Call(["train", "cvae", "--config", inputs.config(), "--out", inputs.out],
+                ("data.target", str(path), "negative"), (inputs.out,))  # fmt: skip
+
+
+@case("train-cvae/resume-from-a-pickled-payload")
+def _(w: World, tmp: Path) -> Call:
+    marker = tmp / "payload-ran"
+    evil = pickled_checkpoint(tmp / "evil.ckpt", marker, "cvae")
+    out = tmp / "run"
+    return Call(["train", "cvae", "--out", out, "--resume", evil],
+                ("--resume", str(evil)), (out,), marker)  # fmt: skip
+
+
+@case("train-cvae/resume-from-an-srdrn-checkpoint")
+def _(w: World, tmp: Path) -> Call:
+    out = tmp / "run"
+    return Call(["train", "cvae", "--out", out, "--resume", w.srdrn],
+                (str(w.srdrn), "cVAE", "SRDRN"), (out,))  # fmt: skip
+
+
+@case("train-cvae/unknown-preset")
+def _(w: World, tmp: Path) -> Call:
+    out = tmp / "run"
+    return Call(["train", "cvae", "--config", "demoo", "--out", out],
+                ("demoo", "presets:"), (out,))  # fmt: skip
+
+
+@case("train-srdrn/store-missing")
+def _(w: World, tmp: Path) -> Call:
+    out, store = tmp / "run", tmp / "augmented.zarr"
+    return Call(["train", "srdrn", "--out", out, "--store", store], (str(store),), (out, store))
+
+
+@case("train-srdrn/synthetic-days-in-validation")
+def _(w: World, tmp: Path) -> Call:
+    store = tmp / "augmented.zarr"
+    write_augmented(w.run / "data" / "store.zarr", store, target_factor=2.0,
+                    synthetic_split="val")  # fmt: skip
+    out = tmp / "run"
+    return Call(["train", "srdrn", "--out", out, "--store", store],
+                (str(store), "outside the training split"), (out, store))  # fmt: skip
+
+
+@case("train-srdrn/truncated-resume-checkpoint")
+def _(w: World, tmp: Path) -> Call:
+    ckpt = truncated_copy(w.srdrn, tmp / "best.ckpt")
+    out = tmp / "run"
+    return Call(["train", "srdrn", "--out", out, "--resume", ckpt], (str(ckpt),), (out,))
+
+
+@case("train-srdrn/wrong-type-in-set")
+def _(w: World, tmp: Path) -> Call:
+    out = tmp / "run"
+    return Call(["train", "srdrn", "--out", out, "--set", "srdrn.filters=many"],
+                ("srdrn.filters", "'many'"), (out,))  # fmt: skip
+
+
+# ------------------------------------------------------------------ sample
+
+
+def _sample(w: World, ckpt: Path, tmp: Path, *extra: Any) -> list[Any]:
+    return ["sample", "--checkpoint", ckpt, "--store", w.run, "--out", tmp / "s.zarr", *extra]
+
+
+@case("sample/srdrn-checkpoint")
+def _(w: World, tmp: Path) -> Call:
+    return Call(_sample(w, w.srdrn, tmp), (str(w.srdrn), "cVAE", "SRDRN"),
+                (tmp / "s.zarr", w.ckpt_run))  # fmt: skip
+
+
+@case("sample/checkpoint-with-a-pickled-payload")
+def _(w: World, tmp: Path) -> Call:
+    marker = tmp / "payload-ran"
+    evil = pickled_checkpoint(tmp / "checkpoints" / "cvae" / "last.ckpt", marker, "cvae")
+    return Call(_sample(w, evil, tmp), (str(evil),), (tmp / "s.zarr", tmp / "samples"), marker)
+
+
+@case("sample/pickled-payload-message-is-plain")
+def _(w: World, tmp: Path) -> Call:
+    marker = tmp / "payload-ran"
+    evil = pickled_checkpoint(tmp / "last.ckpt", marker, "cvae")
+    return Call(_sample(w, evil, tmp), (str(evil),), (tmp / "s.zarr",), marker,
+                banned=("\x1b", "can still be loaded"))  # fmt: skip
+
+
+@case("sample/truncated-checkpoint")
+def _(w: World, tmp: Path) -> Call:
+    ckpt = truncated_copy(w.cvae, tmp / "last.ckpt")
+    return Call(_sample(w, ckpt, tmp), (str(ckpt),), (tmp / "s.zarr",))
+
+
+@case("sample/checkpoint-missing")
+def _(w: World, tmp: Path) -> Call:
+    ckpt = tmp / "checkpoints" / "cvae" / "last.ckpt"
+    return Call(_sample(w, ckpt, tmp), (str(ckpt), "not found"), (tmp / "s.zarr",))
+
+
+@case("sample/checkpoint-of-another-grid")
+def _(w: World, tmp: Path) -> Call:
+    args = ["sample", "--checkpoint", w.cvae, "--store", w.other_run, "--out", tmp / "s.zarr"]
+    return Call(args, (str(w.cvae), "48×36", "24×24"), (tmp / "s.zarr", w.other_run))
+
+
+@case("sample/members-out-of-range")
+def _(w: World, tmp: Path) -> Call:
+    return Call(_sample(w, w.cvae, tmp, "--set", "sampling.members=0"),
+                ("sampling.members",), (tmp / "s.zarr",))  # fmt: skip
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+def _evaluate(samples: Path, tmp: Path) -> Call:
+    out = tmp / "eval"
+    return Call(["evaluate", samples, "--out", out, "--no-figures"], (str(samples),), (out,))
+
+
+@case("evaluate/corrupt-metadata")
+def _(w: World, tmp: Path) -> Call:
+    bad = copy_tree(w.samples_train, tmp / "posterior_train.zarr")
+    (bad / "samples" / "zarr.json").write_text('{"zarr_format": 3, "node_type": "arr', "utf-8")
+    return _evaluate(bad, tmp)
+
+
+@case("evaluate/chunk-deleted")
+def _(w: World, tmp: Path) -> Call:
+    bad = copy_tree(w.samples_train, tmp / "posterior_train.zarr")
+    shutil.rmtree(bad / "samples" / "c" / "1")  # the second event's members
+    return _evaluate(bad, tmp)
+
+
+@case("evaluate/target-chunk-deleted")
+def _(w: World, tmp: Path) -> Call:
+    bad = copy_tree(w.samples_train, tmp / "posterior_train.zarr")
+    shutil.rmtree(bad / "target" / "c" / "0")
+    return _evaluate(bad, tmp)
+
+
+@case("evaluate/nan-inside-the-mask")
+def _(w: World, tmp: Path) -> Call:
+    bad = nan_inside_mask(w.samples_train, tmp / "posterior_train.zarr")
+    call = _evaluate(bad, tmp)
+    call.names += ("NaN",)
+    return call
+
+
+@case("evaluate/truncated-netcdf")
+def _(w: World, tmp: Path) -> Call:
+    from downpour.downscaling.samples import open_samples, write_samples
+
+    ds = open_samples(w.samples_train).load()
+    ds.close()
+    for var in ds.variables.values():
+        var.encoding = {}
+    path = write_samples(ds, tmp / "posterior_train.nc", "netcdf")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 9 // 10])
+    return _evaluate(path, tmp)
+
+
+@case("evaluate/text-file-named-nc")
+def _(w: World, tmp: Path) -> Call:
+    return _evaluate(text_file(tmp / "posterior_train.nc"), tmp)
+
+
+@case("evaluate/missing-store")
+def _(w: World, tmp: Path) -> Call:
+    return _evaluate(tmp / "samples" / "posterior_train.zarr", tmp)
+
+
+def nan_inside_mask(src: Path, dst: Path) -> Path:
+    """Write a copy of a samples store with one NaN inside the mask (event 0, member 1)."""
+    from downpour.downscaling.samples import open_samples, write_samples
+
+    ds = open_samples(src).load()
+    ds.close()
+    i, j = np.argwhere(ds["mask"].values)[0]
+    values = ds["samples"].values.copy()
+    values[0, 1, i, j] = np.nan
+    ds["samples"] = ds["samples"].copy(data=values)
+    for var in ds.variables.values():
+        var.encoding = {}
+    write_samples(ds, dst)
+    return dst
+
+
+# ------------------------------------------------------------------ augment
+
+
+def _augment(w: World, samples: Path, tmp: Path, *extra: Any) -> list[Any]:
+    return ["augment", samples, "--store", w.run, "--out", tmp / "augmented.zarr", *extra]
+
+
+@case("augment/samples-of-test-days")
+def _(w: World, tmp: Path) -> Call:
+    return Call(_augment(w, w.samples_test, tmp), (str(w.samples_test), "'test'"),
+                (tmp / "augmented.zarr", w.samples_test.parents[1]))  # fmt: skip
+
+
+@case("augment/nan-inside-the-mask")
+def _(w: World, tmp: Path) -> Call:
+    bad = nan_inside_mask(w.samples_train, tmp / "samples" / "posterior_train.zarr")
+    return Call(_augment(w, bad, tmp), (str(bad), "NaN"), (tmp / "augmented.zarr",))
+
+
+@case("augment/store-of-another-grid")
+def _(w: World, tmp: Path) -> Call:
+    args = ["augment", w.samples_train, "--store", w.other_run, "--out", tmp / "a.zarr"]
+    return Call(args, (str(w.samples_train),), (tmp / "a.zarr",))
+
+
+@case("augment/more-members-than-sampled")
+def _(w: World, tmp: Path) -> Call:
+    return Call(_augment(w, w.samples_train, tmp, "--set", "augment.per_event=5"),
+                ("augment.per_event",), (tmp / "augmented.zarr",))  # fmt: skip
+
+
+@case("augment/samples-missing")
+def _(w: World, tmp: Path) -> Call:
+    missing = tmp / "samples" / "posterior_train.zarr"
+    return Call(_augment(w, missing, tmp), (str(missing),), (tmp / "augmented.zarr",))
+
+
+# ------------------------------------------------------------------ verify, verify-merge
+
+
+@case("verify/srdrn-of-another-grid")
+def _(w: World, tmp: Path) -> Call:
+    run = copy_run(w.other_run, tmp / "run")
+    args = ["verify", run, "--checkpoint", f"srdrn_real={w.srdrn}", "--no-figures",
+            "--n-boot", "10"]  # fmt: skip
+    return Call(args, (str(w.srdrn), "use a checkpoint of this dataset"), (run,))
+
+
+@case("verify/cvae-checkpoint")
+def _(w: World, tmp: Path) -> Call:
+    run = copy_run(w.run, tmp / "run")
+    args = ["verify", run, "--checkpoint", f"srdrn_real={w.cvae}", "--no-figures"]
+    return Call(args, (str(w.cvae), "SRDRN", "cVAE"), (run,))
+
+
+@case("verify/checkpoint-with-a-pickled-payload")
+def _(w: World, tmp: Path) -> Call:
+    run = copy_run(w.run, tmp / "run")
+    marker = tmp / "payload-ran"
+    evil = pickled_checkpoint(tmp / "srdrn_real.ckpt", marker, "srdrn")
+    args = ["verify", run, "--checkpoint", f"srdrn_real={evil}", "--no-figures"]
+    return Call(args, (str(evil),), (run,), marker)
+
+
+@case("verify/truncated-checkpoint")
+def _(w: World, tmp: Path) -> Call:
+    run = copy_run(w.run, tmp / "run")
+    ckpt = truncated_copy(w.srdrn, tmp / "srdrn_real.ckpt")
+    args = ["verify", run, "--checkpoint", f"srdrn_real={ckpt}", "--no-figures"]
+    return Call(args, (str(ckpt),), (run,))
+
+
+@case("verify/run-without-a-store")
+def _(w: World, tmp: Path) -> Call:
+    run = tmp / "run"
+    run.mkdir()
+    return Call(["verify", run, "--no-figures"], (str(run / "data" / "store.zarr"),), (run,))
+
+
+@case("verify/unknown-split")
+def _(w: World, tmp: Path) -> Call:
+    run = copy_run(w.run, tmp / "run")
+    return Call(["verify", run, "--split", "tset", "--no-figures"], ("'tset'",), (run,))
+
+
+@case("verify/store-with-a-chunk-deleted")
+def _(w: World, tmp: Path) -> Call:
+    run = copy_run(w.run, tmp / "run")
+    store = run / "data" / "store.zarr"
+    last = max((store / "target" / "c").iterdir(), key=lambda p: int(p.name))
+    shutil.rmtree(last)  # the target of the last test day
+    return Call(["verify", run, "--no-figures", "--n-boot", "10"], (str(store),),
+                (run / "metrics", run / "figures"))  # fmt: skip
+
+
+@case("verify/save-state-over-another-folder")
+def _(w: World, tmp: Path) -> Call:
+    run = copy_run(w.run, tmp / "run")
+    folder = tmp / "results"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me\n")
+    args = ["verify", run, "--period", "2002-01:2002-01-10", "--save-state", folder]
+    return Call(args, ("--save-state", str(folder)), (run, folder))
+
+
+@case("verify-merge/pieces-of-different-runs")
+def _(w: World, tmp: Path) -> Call:
+    out = tmp / "verify.json"
+    return Call(["verify-merge", w.piece, w.piece_of_copy, "--out", out, "--n-boot", "10"],
+                (str(w.piece), str(w.piece_of_copy), "run"), (out,))  # fmt: skip
+
+
+@case("verify-merge/folder-without-manifest")
+def _(w: World, tmp: Path) -> Call:
+    out = tmp / "verify.json"
+    empty = tmp / "piece"
+    empty.mkdir()
+    return Call(["verify-merge", w.piece, empty, "--out", out],
+                (str(empty), "manifest.json"), (out,))  # fmt: skip
+
+
+@case("verify-merge/same-piece-twice")
+def _(w: World, tmp: Path) -> Call:
+    out = tmp / "verify.json"
+    return Call(["verify-merge", w.piece, w.piece, "--out", out], (str(w.piece),), (out,))
+
+
+# ------------------------------------------------------------------ nowcast
+
+
+def _nowcast_train(tmp: Path, path: Path, *extra: str) -> Call:
+    out = tmp / "run"
+    args = ["nowcast", "train", "--out", out, "--set", f"nowcast.target.path={path}",
+            "--set", "nowcast.target.variable=rr", *extra]  # fmt: skip
+    return Call(args, (str(path),), (out,))
+
+
+@case("nowcast-train/radar-file-missing")
+def _(w: World, tmp: Path) -> Call:
+    call = _nowcast_train(tmp, tmp / "radar" / "rr.nc")
+    call.names += ("nowcast.target",)
+    return call
+
+
+@case("nowcast-train/duplicated-frames")
+def _(w: World, tmp: Path) -> Call:
+    times = pd.date_range("2021-07-01", periods=24, freq="h")
+    return _nowcast_train(tmp, radar_file(tmp / "rr.nc", times=times.insert(7, times[7])))
+
+
+@case("nowcast-train/temperature-units")
+def _(w: World, tmp: Path) -> Call:
+    call = _nowcast_train(tmp, radar_file(tmp / "rr.nc", units="K"))
+    call.names += ("'K'", "nowcast.target.units")
+    return call
+
+
+@case("nowcast-train/text-file-named-nc")
+def _(w: World, tmp: Path) -> Call:
+    return _nowcast_train(tmp, text_file(tmp / "rr.nc"))
+
+
+@case("nowcast-train/inf-in-the-radar")
+def _(w: World, tmp: Path) -> Call:
+    values = rain(24, 16, 16, seed=3)
+    values[5, 3, 3] = np.inf
+    call = _nowcast_train(tmp, radar_file(tmp / "rr.nc", values=values))
+    call.names += ("infinite",)
+    return call
+
+
+@case("nowcast-train/wrong-shape-in-set")
+def _(w: World, tmp: Path) -> Call:
+    out = tmp / "run"
+    return Call(["nowcast", "train", "--out", out, "--set", "nowcast.n_frames=[3, 4]"],
+                ("nowcast.n_frames",), (out,))  # fmt: skip
+
+
+def _forecast(w: World, ckpt: Path, tmp: Path, *extra: Any) -> Call:
+    out = tmp / "fc.zarr"
+    args = ["nowcast", "forecast", "--checkpoint", ckpt, "--init", "2021-07-01T05:00",
+            "--hours", "1", "--out", out, *extra]  # fmt: skip
+    return Call(args, (str(ckpt),), (out,))
+
+
+@case("nowcast-forecast/cvae-checkpoint")
+def _(w: World, tmp: Path) -> Call:
+    call = _forecast(w, w.cvae, tmp)
+    call.names += ("nowcast", "cVAE")
+    return call
+
+
+@case("nowcast-forecast/checkpoint-with-a-pickled-payload")
+def _(w: World, tmp: Path) -> Call:
+    marker = tmp / "payload-ran"
+    call = _forecast(w, pickled_checkpoint(tmp / "last.ckpt", marker, "nowcast"), tmp)
+    call.marker = marker
+    return call
+
+
+@case("nowcast-forecast/truncated-checkpoint")
+def _(w: World, tmp: Path) -> Call:
+    return _forecast(w, truncated_copy(w.nowcaster, tmp / "last.ckpt"), tmp)
+
+
+@case("nowcast-forecast/source-without-the-variable")
+def _(w: World, tmp: Path) -> Call:
+    src = radar_file(tmp / "radar.nc")
+    call = _forecast(w, w.nowcaster, tmp, "--source", src, "--variable", "dbz")
+    call.names = (str(src), "'dbz'")
+    call.watch += (w.nowcaster.parents[2],)
+    return call
+
+
+@case("nowcast-forecast/init-before-the-first-frames")
+def _(w: World, tmp: Path) -> Call:
+    call = _forecast(w, w.nowcaster, tmp)
+    call.args[call.args.index("--init") + 1] = "2021-06-30T12:00"
+    call.names = ("--init", "2021-06-30")
+    call.watch += (w.nowcaster.parents[2],)
+    return call
+
+
+@case("nowcast-verify/srdrn-checkpoint")
+def _(w: World, tmp: Path) -> Call:
+    out = tmp / "run"
+    return Call(["nowcast", "verify", "--checkpoint", w.srdrn, "--out", out],
+                (str(w.srdrn), "nowcast", "SRDRN"), (out,))  # fmt: skip
+
+
+@case("nowcast-verify/truncated-source")
+def _(w: World, tmp: Path) -> Call:
+    src = radar_file(tmp / "radar.nc")
+    src.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    out = tmp / "run"
+    return Call(["nowcast", "verify", "--checkpoint", w.nowcaster, "--source", src,
+                 "--variable", "rr", "--out", out, "--no-extrapolation"],
+                (str(src),), (out, w.nowcaster.parents[2]))  # fmt: skip
+
+
+# ------------------------------------------------------------------ config and --set
+
+
+@case("config/unknown-preset")
+def _(w: World, tmp: Path) -> Call:
+    return Call(["config", "--config", "nowcastt"], ("nowcastt", "presets:", "nowcast"))
+
+
+@case("config/base-loop")
+def _(w: World, tmp: Path) -> Call:
+    a, b = tmp / "a.yaml", tmp / "b.yaml"
+    a.write_text("base: b.yaml\ntrain: {epochs: 2}\n", encoding="utf-8")
+    b.write_text("base: a.yaml\n", encoding="utf-8")
+    return Call(["config", "--config", a], ("'base'", "loops"))
+
+
+@case("config/base-missing")
+def _(w: World, tmp: Path) -> Call:
+    a = tmp / "a.yaml"
+    a.write_text("base: common.yaml\n", encoding="utf-8")
+    return Call(["config", "--config", a], (str(tmp / "common.yaml"), "not found"))
+
+
+@case("config/set-without-equals")
+def _(w: World, tmp: Path) -> Call:
+    return Call(["config", "--set", "train.epochs"], ("--set", "'train.epochs'", "key=value"))
+
+
+@case("config/set-unknown-key")
+def _(w: World, tmp: Path) -> Call:
+    return Call(["config", "--set", "sampling.member=3"],
+                ("sampling.member", "did you mean 'members'"))  # fmt: skip
+
+
+@case("config/set-wrong-type")
+def _(w: World, tmp: Path) -> Call:
+    return Call(["config", "--set", "data.scale_factor=twelve"],
+                ("data.scale_factor", "'twelve'"))  # fmt: skip
+
+
+@case("config/set-value-of-the-wrong-shape")
+def _(w: World, tmp: Path) -> Call:
+    return Call(["config", "--set", "data.splits.train=2001"], ("data.splits.train",))
+
+
+@case("config/set-into-a-value")
+def _(w: World, tmp: Path) -> Call:
+    return Call(["config", "--set", "name=x", "--set", "name.first=y"],
+                ("--set", "'name.first=y'", "'name'"))  # fmt: skip
+
+
+@case("config/two-bad-values-one-line")
+def _(w: World, tmp: Path) -> Call:
+    return Call(["config", "--set", "train.epochs=many", "--set", "train.batch_size=big"],
+                ("train.epochs", "train.batch_size"))  # fmt: skip
+
+
+@case("config/invalid-yaml")
+def _(w: World, tmp: Path) -> Call:
+    cfg = tmp / "cfg.yaml"
+    cfg.write_text("name: x\ntrain:\n  epochs: 4\n   seed: [1\n", encoding="utf-8")
+    return Call(["config", "--config", cfg], (str(cfg), "not valid YAML", "line"))
+
+
+@case("config/not-a-mapping")
+def _(w: World, tmp: Path) -> Call:
+    cfg = tmp / "cfg.yaml"
+    cfg.write_text("- train\n- epochs\n", encoding="utf-8")
+    return Call(["config", "--config", cfg], (str(cfg), "mapping"))
+
+
+# ------------------------------------------------------------------ the test
+
+
+def _params() -> list[Any]:
+    return [
+        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=XFAIL[name]))
+        if name in XFAIL
+        else name
+        for name in CASES
+    ]
+
+
+@pytest.mark.parametrize("name", _params())
+def test_bad_input_is_refused(name: str, world: World, tmp_path: Path) -> None:
+    call = CASES[name](world, tmp_path)
+    check_refused(call)
+
+
+def test_the_corpus_is_large() -> None:
+    assert len(CASES) >= 40
+
+
+def test_the_pickled_payload_is_live(tmp_path: Path) -> None:
+    # the crafted checkpoint of the corpus does run code when loaded unsafely: the
+    # refusals above are therefore real
+    marker = tmp_path / "ran"
+    path = pickled_checkpoint(tmp_path / "evil.ckpt", marker, "cvae")
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+def test_refusal_in_a_real_process(tmp_path: Path) -> None:
+    # the console script: status 2, the one line on stderr, nothing on stdout
+    marker = tmp_path / "payload-ran"
+    evil = pickled_checkpoint(tmp_path / "last.ckpt", marker, "nowcast")
+    exe = Path(sys.executable).with_name("downpour")
+    command = [str(exe)] if exe.is_file() else [sys.executable, "-m", "downpour.cli.main"]
+    proc = subprocess.run(
+        [*command, "nowcast", "forecast", "--checkpoint", str(evil), "--init", "2021-07-01"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert str(evil) in proc.stderr and "Traceback" not in proc.stderr
+    assert not marker.exists()

@@ -3,13 +3,12 @@
 import csv
 import datetime as dt
 import json
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
 from click.testing import CliRunner
 
-from _shared import copy_run
+from _shared import copy_run, cvae_checkpoint, opened
 from downpour.cli.main import cli
 from downpour.downscaling.quality import read_quality
 from downpour.downscaling.sampling import load_cvae, sample_cvae
@@ -18,14 +17,7 @@ JAN = (dt.date(2001, 1, 1), dt.date(2001, 1, 20))
 JAN12 = dt.date(2001, 1, 12)
 
 
-def ckpt(run: Path) -> Path:
-    return run / "checkpoints" / "cvae" / "last.ckpt"
-
-
-def opened(path: Path) -> xr.Dataset:
-    if path.is_dir():
-        return xr.open_zarr(path, consolidated=False).load()
-    return xr.open_dataset(path).load()
+ckpt = cvae_checkpoint
 
 
 def strs(a) -> np.ndarray:

@@ -88,3 +88,52 @@ def test_weights_that_do_not_fit_the_config_are_one_clear_error(tmp_path):
     torch.save(ck, path)
     with pytest.raises(DownpourError, match="weights do not fit the srdrn network"):
         load_model(path)
+
+
+def test_convert_checkpoint_makes_a_trusted_file_safe(tmp_path):
+    import numpy as np
+
+    from downpour.core.checkpoint import convert_checkpoint
+
+    src, dst = tmp_path / "old.ckpt", tmp_path / "new.ckpt"
+    net = _srdrn_checkpoint(src, CFG, INFO)
+    ck = torch.load(src, weights_only=True)
+    ck["callbacks"] = {"best": np.float64(1.5), "scores": np.arange(3.0), "dir": tmp_path}
+    torch.save(ck, src)
+    with pytest.raises(DownpourError, match="cannot be read safely"):
+        read_checkpoint(src)  # numpy objects are not plain data
+    with pytest.raises(DownpourError, match="trust the file"):
+        convert_checkpoint(src, dst)
+    convert_checkpoint(src, dst, trust=True)
+    safe = torch.load(dst, weights_only=True)
+    assert safe["callbacks"]["best"] == 1.5 and safe["callbacks"]["dir"] == str(tmp_path)
+    torch.testing.assert_close(safe["callbacks"]["scores"], torch.arange(3.0, dtype=torch.float64))
+    x = torch.randn(2, 2, 2, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(dst).net(x), net.eval()(x), rtol=0, atol=0)
+
+
+def test_convert_checkpoint_refuses_objects_it_cannot_make_plain(tmp_path):
+    from downpour.core.checkpoint import convert_checkpoint
+
+    src = tmp_path / "odd.ckpt"
+    _srdrn_checkpoint(src, CFG, INFO, extra=[1, {"thing": object}])
+    with pytest.raises(DownpourError, match=r"checkpoint\.extra\[1\]\.thing holds a builtins.type"):
+        convert_checkpoint(src, tmp_path / "out.ckpt", trust=True)
+    assert not (tmp_path / "out.ckpt").exists()
+
+
+def test_resume_refuses_a_crafted_checkpoint_before_it_runs(tmp_path):
+    from downpour.training.fit import check_resume
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "last.ckpt"
+    _srdrn_checkpoint(path, CFG, INFO, evil=_Payload(str(marker)))
+    with pytest.raises(DownpourError, match=r"^--resume: checkpoint .*cannot be read safely"):
+        check_resume(path, "srdrn")
+    assert not marker.exists()
+    good = tmp_path / "good.ckpt"
+    _srdrn_checkpoint(good, CFG, INFO)
+    check_resume(good, "srdrn")
+    with pytest.raises(DownpourError, match="not a downpour cVAE checkpoint"):
+        check_resume(good, "cvae")

@@ -2,7 +2,6 @@
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ import torch
 import xarray as xr
 
 import downpour.downscaling.sampling as sampling_mod
+from _shared import cvae_checkpoint, opened
 from downpour.config import SamplingConfig
 from downpour.core.errors import DownpourError
 from downpour.downscaling.dataset import PrecipDataset
@@ -25,14 +25,7 @@ JAN = (dt.date(2001, 1, 1), dt.date(2001, 1, 20))
 JAN12 = dt.date(2001, 1, 12)
 
 
-def ckpt(run: Path) -> Path:
-    return run / "checkpoints" / "cvae" / "last.ckpt"
-
-
-def opened(path: Path) -> xr.Dataset:
-    if path.is_dir():
-        return xr.open_zarr(path, consolidated=False).load()
-    return xr.open_dataset(path).load()
+ckpt = cvae_checkpoint
 
 
 def cfg(**kw) -> SamplingConfig:

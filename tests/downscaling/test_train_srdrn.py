@@ -103,6 +103,28 @@ def test_same_seed_and_budget_on_real_and_augmented_stores(quarter_jan_run, augm
     assert real.metrics["steps"] == aug.metrics["steps"] == 14
 
 
+def test_unset_budget_gives_the_augmented_variant_the_real_only_steps(
+    quarter_jan_run, augmented, tmp_path
+):
+    aug_path, n_synthetic = augmented
+    run = copy_run(quarter_jan_run, tmp_path / "run")
+    cfg = load_config("demo", [*SMALL, "srdrn.batches_per_epoch=null"])
+    lines: list[str] = []
+    real = fit(cfg, run, kind="srdrn_real")
+    aug = train_srdrn(
+        cfg, run, store=aug_path, kind="srdrn_augmented", echo=lines.append,
+        enable_progress_bar=False,
+    )  # fmt: skip
+    # one pass over the 90 real training days in batches of 8 is 12 batches, for both
+    assert real.metrics["steps"] == aug.metrics["steps"] == 2 * 12
+    record = json.loads((run / "metrics" / "train_srdrn_augmented.json").read_text())
+    assert record["batches_per_epoch"] == 12 and record["train_days"] == N_TRAIN + n_synthetic
+    assert "unset: 12 batches per epoch" in record["budget"]
+    assert any("90 real training days" in line for line in lines)
+    real_record = json.loads((run / "metrics" / "train_srdrn_real.json").read_text())
+    assert real_record["budget"] == "one pass over the training days per epoch"
+
+
 def test_synthetic_days_outside_train_are_refused(quarter_jan_run, tmp_path):
     bad = tmp_path / "bad.zarr"
     write_augmented(

@@ -5,34 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _shared import assert_same_result
+from _shared import (
+    VERIFY_SCALES,
+    VERIFY_THR,
+    accumulate_days,
+    assert_same_result,
+    verification_fields,
+)
 from downpour.core.errors import DownpourError
 from downpour.downscaling import verify_state
 from downpour.downscaling.verify_state import load_state, save_state
 from downpour.metrics.accumulator import VerificationAccumulator
 
-THR = {"P95": 6.0, "10mm": 10.0}
-SCALES = (1, 3, 4)
+THR, SCALES = VERIFY_THR, VERIFY_SCALES
 
 
-def fields(days: int = 30, shape: tuple[int, int] = (14, 11), seed: int = 0):
-    rng = np.random.default_rng(seed)
-    size = (days, *shape)
-    truth = np.where(rng.random(size) < 0.5, rng.gamma(0.8, 6.0, size), 0.0).astype(np.float32)
-    pred = np.maximum(truth + rng.normal(0.0, 3.0, size), 0.0).astype(np.float32)
-    pred[min(4, days - 1), 2, 3] = np.nan
-    mask = rng.random(shape) > 0.3
-    times = np.arange("2001-01-01", days, dtype="datetime64[D]").astype("datetime64[ns]")
-    return pred, truth, mask, times
-
-
-def accumulate(pred, truth, mask, times, days: slice, batch: int = 7) -> VerificationAccumulator:
-    acc = VerificationAccumulator(THR, scales=SCALES, mask=mask)
-    idx = np.arange(len(times))[days]
-    for i in range(0, idx.size, batch):
-        sel = idx[i : i + batch]
-        acc.update(pred[sel], truth[sel], time=times[sel])
-    return acc
+fields, accumulate = verification_fields, accumulate_days
 
 
 def test_save_load_round_trip_is_exact(tmp_path):

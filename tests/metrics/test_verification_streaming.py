@@ -5,47 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from _shared import (
+    VERIFY_SCALES,
+    VERIFY_THR,
+    accumulate_days,
+    assert_same_result,
+    verification_fields,
+)
 from downpour.core.errors import DownpourError
 from downpour.metrics.accumulator import STATE_VERSION, VerificationAccumulator
 
-THR = {"P95": 6.0, "10mm": 10.0}
-SCALES = (1, 3, 4)
+THR, SCALES = VERIFY_THR, VERIFY_SCALES
 
 
-def fields(days: int = 30, shape: tuple[int, int] = (14, 11), seed: int = 0):
-    rng = np.random.default_rng(seed)
-    size = (days, *shape)
-    truth = np.where(rng.random(size) < 0.5, rng.gamma(0.8, 6.0, size), 0.0).astype(np.float32)
-    pred = np.maximum(truth + rng.normal(0.0, 3.0, size), 0.0).astype(np.float32)
-    pred[min(4, days - 1), 2, 3] = np.nan
-    mask = rng.random(shape) > 0.3
-    times = np.arange("2001-01-01", days, dtype="datetime64[D]").astype("datetime64[ns]")
-    return pred, truth, mask, times
-
-
-def accumulate(pred, truth, mask, times, days: slice, batch: int = 7) -> VerificationAccumulator:
-    acc = VerificationAccumulator(THR, scales=SCALES, mask=mask)
-    idx = np.arange(len(times))[days]
-    for i in range(0, idx.size, batch):
-        sel = idx[i : i + batch]
-        acc.update(pred[sel], truth[sel], time=times[sel])
-    return acc
-
-
-def assert_same_result(got: dict, ref: dict, rel: float = 1e-12) -> None:
-    """Counts exactly, every other number to ``rel`` (relative), NaN where the other is NaN."""
-    if isinstance(ref, dict):
-        assert set(got) == set(ref)
-        for k in ref:
-            assert_same_result(got[k], ref[k], rel)
-    elif isinstance(ref, list):
-        assert len(got) == len(ref)
-        for a, b in zip(got, ref, strict=True):
-            assert_same_result(a, b, rel)
-    elif isinstance(ref, bool | int | str) or ref is None:
-        assert got == ref
-    else:
-        assert got == pytest.approx(ref, rel=rel, abs=rel * 1e-3, nan_ok=True)
+fields, accumulate = verification_fields, accumulate_days
 
 
 def test_state_round_trip_is_exact():

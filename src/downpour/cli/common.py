@@ -105,7 +105,9 @@ class DownpourGroup(click.Group):
         try:
             return super().invoke(ctx)
         except DownpourError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            # one line whatever the message holds (a library's text may span several)
+            text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+            err_console.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True)
             sys.exit(2)
         except KeyboardInterrupt:
             err_console.print("interrupted")
@@ -152,6 +154,14 @@ def print_card(card: dict[str, Any]) -> None:
         f"(train P{h['quantile'] * 100:g}); unused days {card['unused_days']}; "
         f"negative values clipped {card['clipped_negative_values']}"
     )
+    missing = {k: v.get("missing_cell_days", 0) for k, v in card["splits"].items()}
+    if any(missing.values()):
+        console.print(
+            "gaps (NaN cell-days inside the mask, left out of scores): "
+            + ", ".join(f"{k} {v}" for k, v in missing.items())
+        )
+    for line in card.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {escape(line)}", soft_wrap=True)
 
 
 def print_verification(result: dict[str, Any]) -> None:

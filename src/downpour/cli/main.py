@@ -50,6 +50,7 @@ for command in (
     verify.compare,
     demo.demo,
     data.show_config,
+    data.convert_checkpoint_cmd,
     bench.bench,
     nowcast.nowcast,
 ):

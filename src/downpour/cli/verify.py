@@ -19,7 +19,8 @@ __all__ = ["compare", "report", "verify", "verify_merge"]
     "checkpoints",
     multiple=True,
     metavar="NAME=CKPT",
-    help="SRDRN checkpoint to verify (repeatable; default: RUN/checkpoints/srdrn*/best.ckpt).",
+    help="SRDRN checkpoint to verify (repeatable; default: RUN/checkpoints/srdrn*/last.ckpt, "
+    "the final weights of each variant, as in the main job).",
 )
 @click.option(
     "--baseline",

@@ -122,3 +122,13 @@ class DataConfig(Section):
     )
     splits: SplitsConfig = SplitsConfig()
     heavy: HeavyConfig = HeavyConfig()
+
+    @model_validator(mode="after")
+    def _embedded_scale(self) -> DataConfig:
+        if self.target is None and self.scale_factor != self.embedded.scale_factor:
+            raise ValueError(
+                f"data.scale_factor={self.scale_factor} differs from data.embedded.scale_factor="
+                f"{self.embedded.scale_factor}: the embedded dataset is generated at "
+                f"×{self.embedded.scale_factor}; set both to the same value"
+            )
+        return self

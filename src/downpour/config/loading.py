@@ -74,7 +74,7 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506
     except yaml.YAMLError as exc:
-        raise DownpourError(f"config {path} is not valid YAML: {exc}") from None
+        raise DownpourError(f"config {path} is not valid YAML: {_yaml_problem(exc)}") from None
     raw = raw or {}
     if not isinstance(raw, dict):
         raise DownpourError(
@@ -92,6 +92,14 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     merged = _read_yaml(base_path, (*chain, path.resolve()))
     _deep_update(merged, raw)
     return merged
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Return a YAML error on one line: the problem and where it is (line, column)."""
+    problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def _resolve_paths(node: Any, root: Path) -> None:
@@ -187,8 +195,9 @@ def _format_errors(exc: ValidationError, source: str) -> str:
         else:
             got = err.get("input")
             got_txt = f" (got {got!r})" if not isinstance(got, dict) else ""
-            lines.append(f"config key '{key}' in {source}: {err['msg']}{got_txt}")
-    return "\n".join(lines)
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"config key '{key}' in {source}: {msg}{got_txt}")
+    return "; ".join(lines)  # one line: the CLI prints one error line
 
 
 def load_config(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from downpour.config.base import Section
 
@@ -62,6 +62,16 @@ class LossConfig(Section):
 class SRDRNConfig(Section):
     """SRDRN downscaler and its training overrides (docs/models.md, docs/presets.md#presets)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "baseline" in data:
+            raise ValueError(
+                "srdrn.baseline was never used and is retired: remove it, and choose the "
+                "baselines to verify with `downpour verify RUN --baseline bicubic --baseline bcsd`"
+            )
+        return data
+
     filters: int = Field(64, ge=1)
     res_blocks: int = Field(16, ge=0)
     upsample: list[int] | None = Field(None, description="factors; None = from scale_factor")
@@ -71,7 +81,6 @@ class SRDRNConfig(Section):
     lr: float = Field(1e-5, gt=0.0)
     batch_size: int = Field(64, ge=1)
     epochs: int = Field(100, ge=1)
-    baseline: Literal["bicubic", "bcsd"] = "bicubic"
     kernel_size: int = Field(3, ge=1, description="odd kernel of every convolution")
     upsample_filters: int = Field(256, ge=1, description="channels of the upsampling stages")
     output: Literal["linear", "log1p"] = Field(

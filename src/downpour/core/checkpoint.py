@@ -26,15 +26,26 @@ Examples
 
 from __future__ import annotations
 
+import collections
+import os
+import pickle
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from downpour.core.errors import DownpourError
 
-__all__ = ["PAYLOAD_KEY", "CheckpointPayload", "payload", "read_checkpoint"]
+__all__ = [
+    "PAYLOAD_KEY",
+    "CheckpointPayload",
+    "convert_checkpoint",
+    "payload",
+    "read_checkpoint",
+]
 
 #: Key of the downpour payload inside a Lightning checkpoint.
 PAYLOAD_KEY = "downpour"
@@ -134,11 +145,16 @@ def read_checkpoint(
         raise DownpourError(f"checkpoint {path} not found")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated, foreign or code-carrying file raises many kinds
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    except pickle.UnpicklingError:  # objects other than tensors and plain data: may run code
         raise DownpourError(
-            f"checkpoint {path} cannot be read safely ({type(exc).__name__}: {first[:200]}); "
-            "use a checkpoint written by downpour"
+            f"checkpoint {path} cannot be read safely: it holds objects other than tensors and "
+            "plain data, which loading could run as code, so it is refused; use a checkpoint "
+            "written by downpour, or `downpour convert-checkpoint` for a file you trust"
+        ) from None
+    except Exception as exc:  # a truncated or foreign file raises many kinds
+        raise DownpourError(
+            f"checkpoint {path} cannot be read safely: it is truncated or not a checkpoint "
+            f"({type(exc).__name__}); use a complete checkpoint written by downpour"
         ) from None
     extra = ckpt.get(PAYLOAD_KEY) if isinstance(ckpt, dict) else None
     found = extra.get("kind") if isinstance(extra, dict) else None
@@ -167,3 +183,78 @@ def read_checkpoint(
         state=state,
         extra=rest,
     )
+
+
+def _plain(value: Any, where: str) -> Any:
+    """Return ``value`` as tensors and plain containers (what ``weights_only=True`` reads)."""
+    if isinstance(value, np.generic):  # before float: np.float64 is a float subclass
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if value is None or isinstance(value, str | bool | int | float | torch.Tensor | torch.Size):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, dict):
+        items = {k: _plain(v, f"{where}.{k}") for k, v in value.items()}
+        return (
+            collections.OrderedDict(items) if isinstance(value, collections.OrderedDict) else items
+        )
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v, f"{where}[{i}]") for i, v in enumerate(value))
+    raise DownpourError(
+        f"{where} holds a {type(value).__module__}.{type(value).__qualname__}, which a safe "
+        "checkpoint cannot carry; this file cannot be converted"
+    )
+
+
+def convert_checkpoint(src: str | Path, dst: str | Path, *, trust: bool = False) -> Path:
+    """Rewrite a trusted checkpoint as tensors and plain data (readable with ``weights_only``).
+
+    Loading ``src`` unpickles arbitrary objects and can run code hidden in it:
+    only convert files you made or trust (``trust=True`` says you do). Numpy
+    arrays become tensors, numpy scalars and paths plain values; any other
+    object is an error naming where it sits. The result is written
+    atomically and checked to read back safely.
+
+    Parameters
+    ----------
+    src
+        A downpour checkpoint that does not read with ``weights_only=True``.
+    dst
+        The converted checkpoint (may not be ``src``).
+    trust
+        Must be True: loading ``src`` runs whatever it holds.
+
+    Returns
+    -------
+    pathlib.Path
+        ``dst``.
+    """
+    src, dst = Path(src), Path(dst)
+    if not trust:
+        raise DownpourError(
+            f"converting {src} unpickles it, which runs any code it holds; confirm that you "
+            "trust the file (--i-trust-this-file)"
+        )
+    if not src.is_file():
+        raise DownpourError(f"checkpoint {src} not found")
+    if src.resolve() == dst.resolve():
+        raise DownpourError(f"convert {src} into a new file, not onto itself")
+    try:
+        ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated or foreign file raises many kinds
+        raise DownpourError(f"checkpoint {src} cannot be read ({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get(PAYLOAD_KEY), dict):
+        raise DownpourError(f"{src} is no downpour checkpoint (no '{PAYLOAD_KEY}' payload)")
+    plain = _plain(ckpt, "checkpoint")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        torch.save(plain, tmp)
+        read_checkpoint(tmp)  # reads back safely
+        os.replace(tmp, dst)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return dst

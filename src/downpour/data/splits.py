@@ -7,13 +7,32 @@ every statistic downstream is computed from the days labelled ``"train"``.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import numpy as np
 
 from downpour.config import SplitRange, SplitsConfig
 from downpour.core.errors import DownpourError
 
-__all__ = ["SPLITS", "assign_splits", "check_splits", "domain_statistic", "heavy_labels"]
+__all__ = [
+    "DRY_SPLIT_RATIO",
+    "DrySplitWarning",
+    "SPLITS",
+    "assign_splits",
+    "check_splits",
+    "domain_statistic",
+    "dry_split_warnings",
+    "heavy_labels",
+]
+
+
+class DrySplitWarning(UserWarning):
+    """A validation or test split with far less rain than the training split."""
+
+
+#: A split whose wet fraction is below this share of the training split's is
+#: warned about: its scores (and early stopping on it) say little about rain.
+DRY_SPLIT_RATIO = 0.25
 
 SPLITS = ("train", "val", "test")
 
@@ -109,9 +128,18 @@ def domain_statistic(y: np.ndarray, mask: np.ndarray, statistic: str) -> np.ndar
     Returns
     -------
     numpy.ndarray
-        Shape ``(T,)``, float64.
+        Shape ``(T,)``, float64; over the observed (non-NaN) valid cells of
+        each day.
     """
     vals = y[:, mask].astype(np.float64)
+    if np.isnan(vals).any():  # gaps in validation or test days: over the cells observed
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a day with no cell gives NaN
+            fn = {"mean": np.nanmean, "max": np.nanmax}.get(statistic)
+            if fn is not None:
+                return fn(vals, axis=1)
+            if statistic == "p99":
+                return np.nanpercentile(vals, 99, axis=1)
     if statistic == "mean":
         return vals.mean(axis=1)
     if statistic == "max":
@@ -142,3 +170,36 @@ def heavy_labels(
     """
     threshold = float(np.quantile(stat[is_train], quantile))
     return stat >= threshold, threshold
+
+
+def dry_split_warnings(wet_fraction: dict[str, float], *, what: str = "split") -> list[str]:
+    """Return one warning per split with far less rain than the training split.
+
+    Parameters
+    ----------
+    wet_fraction
+        Share of wet valid values per split name (``"train"`` must be there).
+    what
+        How the splits are called in the message (``"split"``, ``"block"``).
+
+    Returns
+    -------
+    list of str
+        Empty when every split has at least :data:`DRY_SPLIT_RATIO` of the
+        training split's wet fraction.
+
+    Examples
+    --------
+    >>> [w[:64] for w in dry_split_warnings({"train": 0.4, "val": 0.02, "test": 0.3})]
+    ['the val split is almost dry: wet fraction 0.020 against 0.400 in']
+    """
+    train = wet_fraction["train"]
+    out = []
+    for name, wet in wet_fraction.items():
+        if name != "train" and train > 0 and wet < DRY_SPLIT_RATIO * train:
+            out.append(
+                f"the {name} {what} is almost dry: wet fraction {wet:.3f} against {train:.3f} in "
+                f"training (below {DRY_SPLIT_RATIO:g}×); its scores, early stopping and the best "
+                f"checkpoint say little about rain: choose a rainier {name} period"
+            )
+    return out

@@ -30,7 +30,11 @@ evenly); neither: every member. Which members of an event are used is a
 seeded random choice.
 
 Samples drawn from validation or test days (``for_evaluation_only``), or
-whose days are not training days of the store, are refused.
+whose days are not training days of the store, are refused, as are samples
+holding NaN/inf inside the mask (``downpour evaluate`` refuses them too).
+
+This module is long because everything that decides what may enter training
+(selection, the refusals above, synthetic days) sits beside the one writer.
 """
 
 from __future__ import annotations
@@ -125,6 +129,19 @@ def _check_for_training(ds: xr.Dataset, path: Path) -> None:
             f"{path}: these samples were drawn from {ds.attrs.get('split', '?')!r} days and are "
             "for evaluation only; augmentation may use samples of training days only "
             "(downpour sample --set sampling.split=train)"
+        )
+
+
+def _check_finite(ds: xr.Dataset, mask: np.ndarray, path: Path, chunk: int = 64) -> None:
+    """Refuse NaN/inf inside the mask (as ``downpour evaluate`` does): not 0 mm of training."""
+    bad = 0
+    for start in range(0, ds.sizes["event"], chunk):
+        block = np.asarray(ds["samples"].isel(event=slice(start, start + chunk)).values)
+        bad += int((~np.isfinite(block[..., mask])).sum())
+    if bad:
+        raise DownpourError(
+            f"{path}: 'samples' has {bad} NaN/inf values inside the mask; augmentation would "
+            "train on them as 0 mm: re-sample from a checkpoint that trained without NaN"
         )
 
 
@@ -278,6 +295,7 @@ def augment(
                 f"{path}: samples grid {tuple(ds['samples'].shape[-2:])} differs from the store's "
                 f"{mask.shape} ({store_path}); augment with the store the samples were drawn from"
             )
+        _check_finite(ds, mask, path)
         rows = _event_rows(st, np.asarray(ds["time"].values), path)
         rank = np.asarray(st["heavy_stat"].values)[rows]
         update: dict[str, Any] = {"seed": cfg.seed + k}

@@ -133,6 +133,9 @@ class CVAEModule(BaseModule):
     def on_validation_epoch_end(self) -> None:
         """Log MAE, MAE_tail and MAE_prior from the sums of every validation batch."""
         sums = self.gathered_sums()
+        self.check_monitor(
+            {"val/MAE_tail": sums["MAE_tail_n"]}, {"val/MAE_tail": "truth above the training P95"}
+        )
         for name in ("MAE", "MAE_tail", "MAE_prior"):
             value = ratio(sums[f"{name}_sum"], sums[f"{name}_n"])
             self.log(f"val/{name}", value, prog_bar=name != "MAE_prior", sync_dist=False)

@@ -227,11 +227,16 @@ class PrecipDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {i} out of range for {n} days")
         i = int(i) % n
         x, y = self._read(i)
+        mask = self._mask.copy()
+        missing = ~np.isfinite(y)
+        if missing.any():  # a gap in the truth of a validation or test day: invalid that day
+            mask &= ~missing[None]
+            y = np.where(missing, np.float32(0.0), y)
         sample = {
             "x": torch.from_numpy(x),
             "y": torch.from_numpy(y)[None],
             "s": torch.from_numpy(self._static.copy()),
-            "mask": torch.from_numpy(self._mask.copy()),
+            "mask": torch.from_numpy(mask),
         }
         if self.transform is not None and self.seed is not None:
             with torch.random.fork_rng(devices=[]):

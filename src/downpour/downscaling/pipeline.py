@@ -6,11 +6,11 @@ runs the same steps:
 1. prepare the store (time split; normalisation from the training years);
 2. train the cVAE on the training years;
 3. sample the heavy training days in posterior and prior mode;
-4. score both samples stores (sample quality, §8.1);
+4. score both samples stores (sample quality, docs/metrics.md#sample-quality);
 5. build the augmented training store from the posterior samples;
 6. train SRDRN on the real-only store and on the augmented store, with the
    same seed and the same number of optimiser steps;
-7. verify both SRDRNs (final weights) and the baselines on the real test days (§8.2), with
+7. verify both SRDRNs (final weights) and the baselines on the real test days, with
    bootstrap intervals and paired differences;
 8. write the HTML report.
 
@@ -205,13 +205,10 @@ def run_pipeline(
     )
     lap("train_srdrn")
     echo("[7/8] verify on the real test years")
-    # the final weights of both: the controlled comparison is "same seed, same steps";
-    # picking each variant's best validation epoch would add a selection step of its own
-    ckpts = {
-        "srdrn_real": real.last_checkpoint or real.best_checkpoint,
-        "srdrn_augmented": aug.last_checkpoint or aug.best_checkpoint,
-    }
-    verification = verify_run(run, checkpoints=ckpts, n_boot=n_boot, echo=echo)
+    # one rule with `downpour verify` (CHECKPOINT_RULE): each variant's final weights
+    if real.last_checkpoint is None or aug.last_checkpoint is None:
+        raise DownpourError(f"SRDRN training in {run} wrote no last.ckpt")
+    verification = verify_run(run, n_boot=n_boot, echo=echo)
     lap("verify")
     echo("[8/8] write the report")
     verdict = augmentation_verdict(verification, quality.get("posterior"))

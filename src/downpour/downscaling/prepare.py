@@ -13,23 +13,31 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import xarray as xr
 
 from downpour import __version__
 from downpour.config import Config, DataConfig, save_config
 from downpour.core.errors import DownpourError
 from downpour.core.files import atomic_write_text
 from downpour.core.rundir import RunDir
-from downpour.data.coarsen import block_mean, coarsen_coords, fit_grid, regrid_to
+from downpour.data.coarsen import coarsen_coords, fit_grid
 from downpour.data.io import describe, load_field
 from downpour.data.normalize import Normalization, fit_normalization
-from downpour.data.splits import SPLITS, assign_splits, domain_statistic, heavy_labels
+from downpour.data.splits import (
+    SPLITS,
+    DrySplitWarning,
+    assign_splits,
+    domain_statistic,
+    dry_split_warnings,
+    heavy_labels,
+)
 from downpour.data.static import build_static
+from downpour.downscaling.predictors import align_time, load_predictors
 from downpour.downscaling.store import StoreWriter, day_dataset, static_dataset, store_attrs
 from downpour.downscaling.synthetic import embedded_sources
 
@@ -60,10 +68,6 @@ class PreparedArrays:
     info: dict[str, Any]
 
 
-def _align_time(times: np.ndarray, daily: bool) -> np.ndarray:
-    return times.astype("datetime64[D]").astype("datetime64[ns]") if daily else times
-
-
 def _check_target(
     y: np.ndarray, valid: np.ndarray, times: np.ndarray, data: DataConfig, where: str
 ) -> int:
@@ -82,66 +86,6 @@ def _check_target(
         )
     y[neg] = 0.0
     return int(neg.sum())
-
-
-def _load_predictors(
-    data: DataConfig, y_da: xr.DataArray, times: np.ndarray, daily: bool, fitted_coords: dict
-) -> tuple[np.ndarray, list[str], list[bool]]:
-    f = data.scale_factor
-    h, w = y_da.sizes["y"] // f, y_da.sizes["x"] // f
-    if not data.predictors:
-        yv = y_da.values
-        x = block_mean(yv, f)
-        x = np.nan_to_num(x, nan=0.0)[:, None]  # blocks with no valid cell carry no rain
-        return x.astype(np.float32), ["pr_coarse"], [True]
-    lat_key = "lat_lr" if "lat_lr" in fitted_coords else "y_lr"
-    lon_key = "lon_lr" if "lon_lr" in fitted_coords else "x_lr"
-    lat_lr = np.asarray(fitted_coords[lat_key][1])
-    lon_lr = np.asarray(fitted_coords[lon_key][1])
-    if lat_lr.ndim == 1:
-        lat_lr, lon_lr = np.meshgrid(lat_lr, lon_lr, indexing="ij")
-    chans, names, logs = [], [], []
-    for k, src in enumerate(data.predictors):
-        role = f"data.predictors[{k}]"
-        da = load_field(src, role, target_units=data.units if src.kind == "precip" else None)
-        where = describe(src)
-        bad = ~np.isfinite(da.values)
-        if bad.any():
-            t = int(np.argwhere(bad)[0][0])
-            raise DownpourError(
-                f"{role}: {where} holds {int(bad.sum())} NaN/missing values (first on "
-                f"{np.datetime_as_string(da.time.values[t], unit='D')}); predictors must be "
-                "complete: fill the gaps (e.g. interpolate in time) or drop those days"
-            )
-        ptimes = _align_time(da.time.values, daily)
-        if np.unique(ptimes).size != ptimes.size:
-            raise DownpourError(f"{role}: {where} has duplicate time steps; remove them")
-        sorter = np.argsort(ptimes)
-        idx = sorter[np.searchsorted(ptimes, times, sorter=sorter).clip(0, ptimes.size - 1)]
-        found = ptimes[idx] == times
-        if not found.all():
-            missing = times[~found]
-            raise DownpourError(
-                f"{role}: time axes of the target and {where} do not match: {missing.size} of the "
-                f"target's {times.size} time steps are missing from the predictor (first: "
-                f"{np.datetime_as_string(missing[0], unit='D')}; predictor covers "
-                f"{np.datetime_as_string(ptimes.min(), unit='D')}.."
-                f"{np.datetime_as_string(ptimes.max(), unit='D')}); "
-                "use files covering the same days"
-            )
-        da = da.isel(time=idx)
-        vals = regrid_to(da, lat_lr, lon_lr, role)
-        if vals.shape[-2:] != (h, w):
-            raise DownpourError(f"{role}: {where} regrids to {vals.shape[-2:]}, expected {(h, w)}")
-        if src.kind == "precip" and (vals < -data.negative_tolerance).any():
-            raise DownpourError(
-                f"{role}: {where} holds negative precipitation "
-                f"(min {float(vals.min()):.4g}); fix the file"
-            )
-        chans.append(np.maximum(vals, 0) if src.kind == "precip" else vals)
-        names.append(src.name or src.variable)
-        logs.append(src.kind == "precip")
-    return np.stack(chans, axis=1).astype(np.float32), names, logs
 
 
 def build_arrays(data: DataConfig) -> PreparedArrays:
@@ -163,7 +107,7 @@ def build_arrays(data: DataConfig) -> PreparedArrays:
     where = describe(data.target)
     y_da = load_field(data.target, "data.target", target_units=data.units)
     daily = data.units == "mm/day"
-    times = _align_time(y_da.time.values, daily)
+    times = align_time(y_da.time.values, daily)
     order = np.argsort(times, kind="stable")
     if np.any(np.diff(times[order]).astype(np.int64) == 0):
         raise DownpourError(f"data.target: {where} has duplicate time steps; remove them")
@@ -177,8 +121,11 @@ def build_arrays(data: DataConfig) -> PreparedArrays:
     keep = split != ""
     unused = int((~keep).sum())
     y = y_da.values
-    valid = np.isfinite(y).all(axis=0)
-    partial = int((np.isfinite(y).any(axis=0) & ~valid).sum())
+    # the valid cells come from the training days alone: a gap on a test day must not
+    # remove a cell from training; it is kept as NaN and left out of that day's scores
+    finite = np.isfinite(y)
+    valid = finite[split == "train"].all(axis=0)
+    partial = int((finite[split == "train"].any(axis=0) & ~valid).sum())
     mask = valid
     static_fields: dict[str, np.ndarray] = {}
     for key in ("mask", "elevation"):
@@ -198,11 +145,14 @@ def build_arrays(data: DataConfig) -> PreparedArrays:
         mask = valid & (np.nan_to_num(static_fields["mask"]) > 0.5)
     if not mask.any():
         raise DownpourError(
-            f"data.target: {where} has no cell valid on every day; nothing to train on"
+            f"data.target: {where} has no cell valid on every training day; nothing to train on"
         )
-    x, channels, logs = _load_predictors(data, y_da, times, daily, lowres_coords)
+    x, channels, logs = load_predictors(data, y_da, times, daily, lowres_coords)
     y, x, times, split = y[keep], x[keep], times[keep], split[keep]
-    y = np.where(mask, y, 0.0).astype(np.float32)
+    y = np.where(mask, y, 0.0).astype(
+        np.float32
+    )  # NaN stays inside the mask: gaps of val/test days
+    missing = {s: int(np.isnan(y[split == s]).sum()) for s in SPLITS}
     clipped = _check_target(y, np.broadcast_to(mask, y.shape), times, data, where)
     lat = y_da["lat"].values if "lat" in y_da.coords else y_da["y"].values
     lon = y_da["lon"].values if "lon" in y_da.coords else y_da["x"].values
@@ -228,6 +178,7 @@ def build_arrays(data: DataConfig) -> PreparedArrays:
         "unused_days": unused,
         "clipped_negative": clipped,
         "partially_missing_cells": partial,
+        "missing_cell_days": missing,
         "target": {
             "path": str(data.target.path),
             "variable": data.target.variable,
@@ -271,13 +222,14 @@ def data_card(arrays: PreparedArrays, data: DataConfig, name: str) -> dict[str, 
 
     Wet fraction counts values ≥ ``data.wet_threshold`` over valid cells (as
     docs/metrics.md#sample-quality); thresholds are percentiles of wet (> ``wet_threshold``)
-    training values pooled over cells and days (as §8.2).
+    training values pooled over cells and days (docs/metrics.md#downscaling-verification).
     """
     a = arrays
     splits: dict[str, Any] = {}
     for s in SPLITS:
         sel = a.split == s
         vals = a.y[sel][:, a.mask]
+        vals = vals[np.isfinite(vals)]  # gaps (NaN) of validation or test days are left out
         splits[s] = {
             "days": int(sel.sum()),
             "start": np.datetime_as_string(a.times[sel].min(), unit="D"),
@@ -286,6 +238,7 @@ def data_card(arrays: PreparedArrays, data: DataConfig, name: str) -> dict[str, 
             "mean": float(vals.mean()),
             "max": float(vals.max()),
             "heavy_days": int((a.is_heavy & sel).sum()),
+            "missing_cell_days": a.info["missing_cell_days"][s],
         }
     train = a.split == "train"
     h, w = a.y.shape[1:]
@@ -326,6 +279,7 @@ def data_card(arrays: PreparedArrays, data: DataConfig, name: str) -> dict[str, 
         "unused_days": a.info["unused_days"],
         "clipped_negative_values": a.info["clipped_negative"],
         "partially_missing_cells": a.info["partially_missing_cells"],
+        "warnings": dry_split_warnings({k: v["wet_fraction"] for k, v in splits.items()}),
     }
 
 
@@ -352,6 +306,8 @@ def prepare(cfg: Config, out: str | Path) -> dict[str, Any]:
         data = embedded_sources(data, run.source_dir)
     arrays = build_arrays(data)
     card = data_card(arrays, data, cfg.name)
+    for message in card["warnings"]:
+        warnings.warn(message, DrySplitWarning, stacklevel=2)
     days = day_dataset(
         arrays.times,
         target=arrays.y,
@@ -378,6 +334,7 @@ def prepare(cfg: Config, out: str | Path) -> dict[str, Any]:
         heavy_threshold=arrays.heavy_threshold,
         heavy_statistic=data.heavy.statistic,
         source=card["source"],
+        data_config=cfg.data.model_dump(mode="json"),
     )
     with StoreWriter(run.store, static, attrs) as writer:
         writer.write(days)

@@ -21,8 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ import numpy as np
 import xarray as xr
 
 from downpour.core.errors import DownpourError
-from downpour.core.files import atomic_dir, write_dataset
+from downpour.core.files import atomic_dir, atomic_file, scratch_dir, write_dataset
 
 __all__ = [
     "MERGE_KEYS",
@@ -47,18 +45,85 @@ __all__ = [
 
 
 def open_samples(path: str | Path) -> xr.Dataset:
-    """Open a samples store (zarr directory or NetCDF file) lazily."""
+    """Open a samples store (zarr directory or NetCDF file) lazily.
+
+    A zarr store whose ``samples`` or ``target`` array lacks chunks (deleted,
+    or a copy cut short) is refused: every event of a store written here holds
+    values inside the mask, so a missing chunk would read silently as NaN.
+    """
     path = Path(path)
     if not path.exists():
         raise DownpourError(f"samples store {path} not found; write one with `downpour sample`")
     try:
-        if path.is_dir():
-            return xr.open_zarr(path, consolidated=False, chunks=None)
-        return xr.open_dataset(path)
+        if not path.is_dir():
+            return xr.open_dataset(path)
+        ds = xr.open_zarr(path, consolidated=False, chunks=None)
+        missing = _missing_chunks(path)
     except Exception as exc:  # foreign or truncated stores raise many kinds
         raise DownpourError(
-            f"samples store {path} cannot be read ({type(exc).__name__}: {exc})"
+            f"samples store {path} cannot be read ({_first_line(exc)}); check that it is "
+            "complete, or write it again with `downpour sample`"
         ) from None
+    if missing:
+        ds.close()
+        raise DownpourError(
+            f"samples store {path} is incomplete: {missing} are missing (deleted or not "
+            "copied); copy it again or write it again with `downpour sample`"
+        )
+    return ds
+
+
+def _first_line(exc: Exception) -> str:
+    """``Type: first line`` of a backend's error, without xarray's advice on engines."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if "did not find a match in any of xarray's currently installed IO backends" in text:
+        return "not a NetCDF, HDF5 or zarr file"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _missing_chunks(path: Path) -> str:
+    """Describe the chunks of ``samples`` and ``target`` absent from a zarr store ('' if none).
+
+    zarr does not write a chunk that holds only the fill value (NaN), so a
+    chunk that lies wholly outside the mask is legitimately absent; a missing
+    chunk that covers any cell of the mask is damage.
+    """
+    import itertools
+
+    import zarr
+
+    group = zarr.open_group(path, mode="r")
+    mask_arr = group.get("mask")
+    mask = np.asarray(mask_arr[...], dtype=bool) if isinstance(mask_arr, zarr.Array) else None
+    gone = []
+    for name in ("samples", "target"):
+        arr = group.get(name)
+        if not isinstance(arr, zarr.Array) or int(arr.nchunks_initialized) == int(arr.nchunks):
+            continue  # a missing variable is reported by the reader that needs it
+        present = _chunk_coords(path / name)
+        grid = [range(-(-n // c)) for n, c in zip(arr.shape, arr.chunks, strict=True)]
+        missing = 0
+        for coord in itertools.product(*grid):
+            if coord in present:
+                continue
+            (cy, cx), (ny, nx) = coord[-2:], arr.chunks[-2:]
+            if mask is None or mask[cy * ny : (cy + 1) * ny, cx * nx : (cx + 1) * nx].any():
+                missing += 1
+        if missing:
+            gone.append(f"{missing} of the {arr.nchunks} chunks of {name!r}")
+    return " and ".join(gone)
+
+
+def _chunk_coords(folder: Path) -> set[tuple[int, ...]]:
+    """Return the chunk coordinates present in a zarr v3 array folder (``c/i/j/...`` keys)."""
+    root = folder / "c"
+    out: set[tuple[int, ...]] = set()
+    if not root.is_dir():
+        return out
+    for dirpath, _dirs, files in os.walk(root):
+        rel = Path(dirpath).relative_to(root).parts
+        out.update(tuple(int(p) for p in (*rel, f)) for f in files)
+    return out
 
 
 #: Attributes that must agree between the shards of one sampling run.
@@ -156,18 +221,16 @@ def block_writer(
         return
     if fmt != "netcdf":
         raise DownpourError(f"unknown samples format {fmt!r}; choose zarr or netcdf")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
+    with scratch_dir(path) as work:
         yield fill(work / "samples.zarr")
         staged = xr.open_zarr(work / "samples.zarr", consolidated=False)
-        for var in staged.variables.values():
-            var.encoding = {}
-        staged.to_netcdf(work / "samples.nc")
-        staged.close()
-        os.replace(work / "samples.nc", path)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        try:
+            for var in staged.variables.values():
+                var.encoding = {}
+            with atomic_file(path) as tmp:
+                staged.to_netcdf(tmp)
+        finally:
+            staged.close()
 
 
 def samples_template(

@@ -193,6 +193,9 @@ class SRDRNModule(BaseModule):
     def on_validation_epoch_end(self) -> None:
         """Log ``val/MAE``, ``val/MAE_tail`` and ``val/CSI_P95`` from the summed batches."""
         sums = self.gathered_sums()
+        self.check_monitor(
+            {"val/MAE_tail": sums["MAE_tail_n"]}, {"val/MAE_tail": "truth above the training P95"}
+        )
         for name in ("MAE", "MAE_tail"):
             value = ratio(sums[f"{name}_sum"], sums[f"{name}_n"])
             self.log(f"val/{name}", value, prog_bar=True, sync_dist=False)

@@ -35,7 +35,8 @@ Attributes: ``downpour_store_version``, ``units``, ``scale_factor``,
 ``wet_threshold``, ``normalization`` (JSON, see
 :class:`downpour.data.normalize.Normalization`), ``thresholds`` (JSON: P90,
 P95, P99 of wet training values), ``heavy_threshold``, ``heavy_statistic``,
-``source`` (JSON description of the inputs); an augmented store adds
+``source`` (JSON description of the inputs), ``data_config`` (JSON: the
+``data`` section it was prepared with); an augmented store adds
 ``augmentation`` (JSON provenance).
 
 This module is the one owner of the layout: :func:`day_dataset` builds the
@@ -48,6 +49,7 @@ atomically.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -119,7 +121,31 @@ def open_store(path: str | Path, chunks: dict[str, int] | None = None) -> xr.Dat
             f"{path} is not a downpour store (missing {missing or 'downpour_store_version'}); "
             "run `downpour prepare` to build one"
         )
+    gone = _missing_day_chunks(path, ds)
+    if gone:
+        ds.close()
+        raise DownpourError(
+            f"{path} is incomplete: {gone} are missing (deleted or not copied), and would read "
+            "as NaN; run `downpour prepare` again (or `downpour augment` for an augmented store)"
+        )
     return ds
+
+
+def _missing_day_chunks(path: Path, ds: xr.Dataset) -> str:
+    """Describe the day chunks of ``target`` and ``predictors`` absent from the store ('' if none).
+
+    A store holds one chunk per day (``<var>/c/<day>/...``) and every day has
+    values (0 outside the mask), so every chunk exists; counting the day
+    entries is a directory listing, fast for decades of days.
+    """
+    gone = []
+    for name in ("target", "predictors"):
+        days = int(ds[name].shape[0])
+        folder = path / name / "c"
+        found = sum(1 for _ in os.scandir(folder)) if folder.is_dir() else 0
+        if days and found < days:
+            gone.append(f"{days - found} of the {days} day chunks of {name!r}")
+    return " and ".join(gone)
 
 
 def labels(a: np.ndarray) -> np.ndarray:
@@ -257,9 +283,17 @@ def store_attrs(
     heavy_threshold: float,
     heavy_statistic: str,
     source: dict[str, Any],
+    data_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Return the store's attributes (``normalization`` as its JSON text)."""
+    """Return the store's attributes (``normalization`` as its JSON text).
+
+    ``data_config``, the ``data`` section the store was prepared with, is
+    recorded with the store so that a run can tell a stale store from a
+    current one without trusting ``config.yaml``.
+    """
+    extra = {} if data_config is None else {"data_config": json.dumps(data_config)}
     return {
+        **extra,
         "downpour_store_version": STORE_VERSION,
         "units": units,
         "scale_factor": scale_factor,

@@ -46,6 +46,7 @@ from scipy.special import ndtr
 
 from downpour.config import DataConfig, EmbeddedConfig, VariableSource
 from downpour.core.errors import DownpourError
+from downpour.core.files import atomic_file
 
 __all__ = ["embedded_sources", "make_embedded"]
 
@@ -327,9 +328,8 @@ def embedded_sources(data: DataConfig, folder: Path) -> DataConfig:
     target, predictors = make_embedded(data.embedded)
     for ds, path in ((target, hr_path), (predictors, lr_path)):
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        ds.to_netcdf(tmp)
-        tmp.replace(path)
+        with atomic_file(path) as tmp:
+            ds.to_netcdf(tmp)
     return data.model_copy(
         update={
             "target": VariableSource(path=hr_path, variable="precip", kind="precip"),

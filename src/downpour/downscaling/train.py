@@ -35,28 +35,33 @@ from downpour.downscaling.cvae_module import CVAEModule
 from downpour.downscaling.datamodule import PrecipDataModule
 from downpour.downscaling.prepare import prepare
 from downpour.downscaling.srdrn_module import SRDRNModule, srdrn_train_config
-from downpour.downscaling.store import labels, open_store, resolve_store_path
+from downpour.downscaling.store import labels, open_store, resolve_store_path, store_attr_json
 from downpour.training.base import BaseModule
 from downpour.training.fit import TrainResult, check_resume, epoch_steps, fit, launched_processes
+from downpour.training.trainer import per_rank_batches
 
-__all__ = ["ensure_store", "srdrn_variant", "train_cvae", "train_srdrn"]
+__all__ = ["ensure_store", "srdrn_budget", "srdrn_variant", "train_cvae", "train_srdrn"]
 
 
 def ensure_store(cfg: Config, run_dir: str | Path, *, echo: Any = print) -> Path:
     """Return the run's prepared store, preparing it when missing or stale.
 
-    The store is reused when ``RUN/config.yaml`` has the same ``data``
-    section as ``cfg``; otherwise ``downpour prepare`` runs again.
+    The store is reused when it was prepared with the same ``data`` section
+    as ``cfg``: the settings recorded in the store itself (attribute
+    ``data_config``, written with it atomically), so a ``prepare`` killed
+    between replacing the store and rewriting ``config.yaml`` can never make
+    an old config pass for a new store. Stores of earlier versions, without
+    the attribute, are compared with ``RUN/config.yaml``.
     """
     run = RunDir(run_dir)
-    store, saved = run.store, run.config
+    store = run.store
     why = "is missing"
-    if store.is_dir() and saved.is_file():
-        old = yaml.safe_load(saved.read_text()).get("data")
-        if old == cfg.data.model_dump(mode="json"):
+    if store.is_dir():
+        recorded = _recorded_data(store, run.config)
+        if recorded == cfg.data.model_dump(mode="json"):
             return store
-        why = f"was prepared with other data settings ({saved})"
-        echo(f"data settings differ from {saved}: preparing the store again")
+        why = "was prepared with other data settings"
+        echo(f"data settings differ from those of {store}: preparing the store again")
     world = launched_processes()
     if world > 1:
         raise DownpourError(
@@ -67,6 +72,22 @@ def ensure_store(cfg: Config, run_dir: str | Path, *, echo: Any = print) -> Path
     echo(f"preparing {'the embedded dataset' if cfg.data.target is None else cfg.data.target.path}")
     prepare(cfg, run_dir)
     return store
+
+
+def _recorded_data(store: Path, config: Path) -> dict[str, Any] | None:
+    """Return the ``data`` settings a store was prepared with (None when unknown)."""
+    try:
+        ds = open_store(store)
+    except DownpourError:
+        return None
+    try:
+        if "data_config" in ds.attrs:
+            return store_attr_json(ds, "data_config")
+    finally:
+        ds.close()
+    if config.is_file():  # stores of earlier versions
+        return yaml.safe_load(config.read_text()).get("data")
+    return None
 
 
 def train_cvae(
@@ -101,7 +122,7 @@ def train_cvae(
     -------
     TrainResult
     """
-    check_resume(resume)
+    check_resume(resume, "cvae")
     run = RunDir(run_dir)
     store = ensure_store(cfg, run.root, echo=echo)
     save_config(cfg, run.config)
@@ -132,6 +153,7 @@ def train_cvae(
         run.root,
         train_cfg=cfg.train,
         variant="cvae",
+        module_kind="cvae",
         make_datamodule=make_datamodule,
         make_module=make_module,
         describe=describe,
@@ -174,6 +196,44 @@ def srdrn_variant(store: str | Path | None) -> str:
         return "srdrn_real"
     days = _store_days(resolve_store_path(store))
     return "srdrn_augmented" if days["synthetic_train_days"] else "srdrn_real"
+
+
+def srdrn_budget(cfg: Config, days: dict[str, int]) -> tuple[int | None, str]:
+    """Return the batches per epoch SRDRN trains with, and the rule that chose them.
+
+    ``srdrn.batches_per_epoch`` when set. Otherwise one pass over the *real*
+    training days: an augmented store then takes the same number of
+    optimiser steps per epoch as the real-only store it was built from
+    (``None`` for a real-only store, which is the same count), so the
+    real-only and augmented variants always get equal budgets.
+
+    Parameters
+    ----------
+    cfg
+        Resolved configuration.
+    days
+        ``train_days`` and ``synthetic_train_days`` of the store.
+
+    Examples
+    --------
+    >>> from downpour.config import load_config
+    >>> cfg = load_config(None, ["srdrn.batch_size=8"])
+    >>> srdrn_budget(cfg, {"train_days": 100, "synthetic_train_days": 0})[0] is None
+    True
+    >>> srdrn_budget(cfg, {"train_days": 140, "synthetic_train_days": 40})[0]  # 100 real days / 8
+    13
+    """
+    if cfg.srdrn.batches_per_epoch is not None:
+        return cfg.srdrn.batches_per_epoch, "srdrn.batches_per_epoch"
+    real = days["train_days"] - days["synthetic_train_days"]
+    if not days["synthetic_train_days"]:
+        return None, "one pass over the training days per epoch"
+    n = per_rank_batches(math.ceil(real / cfg.srdrn.batch_size), cfg.train)
+    return n, (
+        f"srdrn.batches_per_epoch is unset: {n} batches per epoch, one pass over the {real} "
+        f"real training days, so the {days['synthetic_train_days']} synthetic days do not buy "
+        "extra optimiser steps over the real-only variant"
+    )
 
 
 def train_srdrn(
@@ -223,7 +283,7 @@ def train_srdrn(
     TrainResult
         ``metrics`` includes ``steps`` (optimiser steps taken).
     """
-    check_resume(resume)
+    check_resume(resume, "srdrn")
     run = RunDir(run_dir)
     if store is None:
         store_path = ensure_store(cfg, run.root, echo=echo)
@@ -231,8 +291,11 @@ def train_srdrn(
     else:
         store_path = resolve_store_path(store)
     days = _store_days(store_path)
+    fixed, budget = srdrn_budget(cfg, days)
+    if budget != "srdrn.batches_per_epoch":
+        echo(f"SRDRN {kind}: {budget}")
     n_batches, steps_per_epoch = epoch_steps(
-        days["train_days"], cfg.srdrn.batch_size, cfg.train, batches=cfg.srdrn.batches_per_epoch
+        days["train_days"], cfg.srdrn.batch_size, cfg.train, batches=fixed
     )
     epochs = math.ceil(max_steps / steps_per_epoch) if max_steps else None
     train_cfg = srdrn_train_config(cfg, epochs=epochs)
@@ -244,7 +307,7 @@ def train_srdrn(
             store_path,
             train_cfg,
             in_memory=in_memory,
-            batches_per_epoch=cfg.srdrn.batches_per_epoch,
+            batches_per_epoch=fixed,
         )
         dm.setup("fit")
         return dm
@@ -269,6 +332,7 @@ def train_srdrn(
             "store": str(store_path),
             "optimizer_steps": int(trainer.global_step),
             "batches_per_epoch": n_batches,
+            "budget": budget,
             "batch_size": train_cfg.batch_size,
             **days,
         }
@@ -277,6 +341,7 @@ def train_srdrn(
         run.root,
         train_cfg=train_cfg,
         variant=kind,
+        module_kind="srdrn",
         make_datamodule=make_datamodule,
         make_module=make_module,
         describe=describe,

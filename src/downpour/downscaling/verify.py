@@ -1,7 +1,7 @@
 """``downpour verify``: every downscaler of a run against the real test days.
 
 :func:`verify_run` predicts the test split of the run's store with each
-trained SRDRN variant (``RUN/checkpoints/srdrn*/best.ckpt``) and each
+trained SRDRN variant (``RUN/checkpoints/srdrn*/last.ckpt``, :data:`CHECKPOINT_RULE`) and each
 baseline (bicubic, BCSD), and scores all of them on the same days with the
 streaming accumulator of :mod:`downpour.metrics.verification`
 (docs/metrics.md#downscaling-verification): CSI, POD, FAR, POFD and SEDI at
@@ -61,6 +61,7 @@ from downpour.report.tables import HEADLINE, score_interval, significance_lines
 
 __all__ = [
     "accumulate_models",
+    "CHECKPOINT_RULE",
     "find_srdrn_checkpoints",
     "merge_states",
     "score_models",
@@ -208,6 +209,7 @@ def _result_meta(
     units: str,
     thresholds: Mapping[str, float],
     checkpoints: Mapping[str, str],
+    checkpoint_rule: str = "",
 ) -> dict[str, Any]:
     """Add the run facts, significance lines and headline block to a scored result."""
     result.update(
@@ -216,6 +218,7 @@ def _result_meta(
         units=units,
         thresholds=dict(thresholds),
         checkpoints=dict(checkpoints),
+        checkpoint_rule=checkpoint_rule,
         significance=significance_lines(result),
         headline={
             f"{label} {name}": score_interval(res, section, thr, score)
@@ -270,22 +273,31 @@ def merge_states(
     result = _result_meta(
         result, split=ref["split"], store=ref.get("store", ""), units=ref["units"],
         thresholds=ref["thresholds"], checkpoints=ref.get("checkpoints", {}),
+        checkpoint_rule=ref.get("checkpoint_rule", ""),
     )  # fmt: skip
     result.update(period=[str(times.min()), str(times.max())], parts=[str(d) for d in dirs])
     atomic_write_text(Path(out), json.dumps(result, indent=2) + "\n")
     return result
 
 
+#: How ``verify`` and the main job choose each SRDRN variant's checkpoint: one rule for both.
+CHECKPOINT_RULE = (
+    "final weights (last.ckpt) of each SRDRN variant: the variants are compared at the same "
+    "seed and number of optimiser steps, and picking each one's best validation epoch would "
+    "add a selection step of its own"
+)
+
+
 def find_srdrn_checkpoints(run: str | Path) -> dict[str, Path]:
-    """Return ``{kind: RUN/checkpoints/<kind>/best.ckpt}`` of each SRDRN variant (else last)."""
-    out = {}
+    """Return ``{kind: RUN/checkpoints/<kind>/last.ckpt}`` per SRDRN variant (the rule).
+
+    ``srdrn_real`` comes first, then the other variants by name; a variant
+    without ``last.ckpt`` (an interrupted run) is left out.
+    """
     run = RunDir(run)
-    for d in sorted(run.checkpoints_dir.glob("srdrn*")):
-        for name in ("best", "last"):
-            if run.checkpoint(d.name, name).is_file():
-                out[d.name] = run.checkpoint(d.name, name)
-                break
-    return out
+    kinds = sorted(d.name for d in run.checkpoints_dir.glob("srdrn*"))
+    kinds.sort(key=lambda k: k != "srdrn_real")
+    return {k: run.checkpoint(k, "last") for k in kinds if run.checkpoint(k, "last").is_file()}
 
 
 def _default_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
@@ -321,7 +333,8 @@ def verify_run(
     run
         Run directory (``metrics/verify.json`` and ``figures/`` are written there).
     checkpoints
-        ``{name: checkpoint}``; default: :func:`find_srdrn_checkpoints`.
+        ``{name: checkpoint}``; default: :func:`find_srdrn_checkpoints` (the
+        rule :data:`CHECKPOINT_RULE`, printed and stored as ``checkpoint_rule``).
     baselines
         Baselines fitted on the training days (``bicubic``, ``bcsd``).
     store
@@ -367,6 +380,9 @@ def verify_run(
     unit_tag = "mm" if units == "mm/day" else units.replace("/", "")
     thresholds.update({f"{v:g}{unit_tag}": float(v) for v in fixed})
     ckpts = dict(checkpoints) if checkpoints is not None else find_srdrn_checkpoints(run)
+    rule = CHECKPOINT_RULE if checkpoints is None else "as given"
+    if ckpts:
+        echo(f"SRDRN checkpoints: {rule}")
     if not ckpts and not baselines:
         raise DownpourError(f"{run}: nothing to verify (no SRDRN checkpoint, no baseline)")
     if save_state is not None:
@@ -384,8 +400,14 @@ def verify_run(
         echo(f"predicting {truth.sizes['time']} {split} days with the {name} baseline")
         preds[name] = predict_baseline(name, store, split=split, times=days)
     accs = accumulate_models(preds, truth, mask, thresholds, scales=scales)
-    meta = {"split": split, "store": str(store), "units": units, "thresholds": thresholds,
-            "checkpoints": {k: str(v) for k, v in ckpts.items()}}  # fmt: skip
+    meta = {
+        "split": split,
+        "store": str(store),
+        "units": units,
+        "thresholds": thresholds,
+        "checkpoints": {k: str(v) for k, v in ckpts.items()},
+        "checkpoint_rule": rule,
+    }
     if save_state is not None:
         source = {  # absolute paths and checkpoint contents: merge_states compares them
             "store": str(store.resolve()),
@@ -401,6 +423,14 @@ def verify_run(
         return manifest
     result = score_models(accs, pairs=_default_pairs(list(preds)), n_boot=n_boot, seed=seed)
     result = _result_meta(result, **meta)
+    for name, res in result["models"].items():
+        ex = res.get("excluded", {})
+        if any(ex.values()):
+            echo(
+                f"{name}: {ex['missing_truth']} cell-days without truth and "
+                f"{ex['nonfinite_prediction']} NaN/infinite predictions inside the mask were "
+                "left out of its scores (counted in verify.json under 'excluded')"
+            )
     if period is not None:
         days = np.asarray(truth["time"].values).astype("datetime64[D]")
         result["period"] = [str(days.min()), str(days.max())]

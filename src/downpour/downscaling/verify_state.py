@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from downpour.core.errors import DownpourError
-from downpour.core.files import atomic_dir
+from downpour.core.files import atomic_dir, atomic_file
 from downpour.metrics.accumulator import STATE_VERSION, VerificationAccumulator
 
 __all__ = [
@@ -72,15 +70,8 @@ def save_state(acc: VerificationAccumulator, path: str | Path) -> Path:
     """
     path = Path(path)
     arrays = acc.state()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
     return path
 
 

@@ -28,18 +28,22 @@ import numpy as np
 
 from downpour.core.errors import DownpourError
 from downpour.metrics.bootstrap import BootstrapResult, bootstrap_days
-from downpour.metrics.day_stats import BLOCK_CELLS, DAY_KEYS, day_stats
+from downpour.metrics.day_stats import BLOCK_CELLS, DAY_KEYS, INT_KEYS, day_stats
 from downpour.metrics.extremes import QuantileHistogram, compare_gpd_tails
 from downpour.metrics.inputs import as_mask, as_pair, as_times, check_scales, check_shapes
 from downpour.metrics.pooled import CATEGORICAL, CONTINUOUS, weighted_scores
 
-__all__ = ["DEFAULT_SCALES", "STATE_VERSION", "VerificationAccumulator"]
+__all__ = ["DEFAULT_SCALES", "MIN_EVENT_DAYS", "STATE_VERSION", "VerificationAccumulator"]
+
+#: Fewer days with an observed event than this make a categorical interval unreliable:
+#: many resamples then hold no event at all (their score is 0/0 and is dropped).
+MIN_EVENT_DAYS = 10
 
 #: FSS neighbourhood sizes (pixels) used when none are given.
 DEFAULT_SCALES: tuple[int, ...] = (1, 3, 9, 27)
 
 #: Version of the layout of :meth:`VerificationAccumulator.state`.
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 #: Arrays of a state besides ``version`` and the per-day ``day_<key>`` arrays.
 _STATE_HEADER = (
@@ -113,9 +117,7 @@ class VerificationAccumulator:
         self.tail_threshold = float(tail_threshold)
         self.mask = as_mask(mask)
         nt, ns = len(self.thresholds), len(self.scales)
-        empty = {
-            k: np.zeros(0, dtype=np.int64 if k in ("n", "n_tail") else np.float64) for k in DAY_KEYS
-        }
+        empty = {k: np.zeros(0, dtype=np.int64 if k in INT_KEYS else np.float64) for k in DAY_KEYS}
         empty["counts"] = np.zeros((0, nt, 4), dtype=np.int64)
         empty["fss"] = np.zeros((0, nt, ns, 3))
         self._parts: list[dict[str, np.ndarray]] = [empty]  # concatenated on demand
@@ -327,6 +329,19 @@ class VerificationAccumulator:
         acc._restore(per_day, times, *hists)
         return acc
 
+    def excluded(self) -> dict[str, int]:
+        """Cells inside the mask left out of the scores, summed over days.
+
+        ``missing_truth``: the truth is NaN (a gap in the observations);
+        ``nonfinite_prediction``: the truth is there but the prediction is
+        NaN or infinite.
+        """
+        pd = self._per_day
+        return {
+            "missing_truth": int(pd["n_missing_truth"].sum()),
+            "nonfinite_prediction": int(pd["n_bad_pred"].sum()),
+        }
+
     def _checked(self) -> dict[str, np.ndarray]:
         """Return the per-day statistics; an error when there is no day or no valid cell."""
         if self.n_days == 0:
@@ -354,7 +369,10 @@ class VerificationAccumulator:
             counts ``a b c d`` and ``csi pod far pofd sedi frequency_bias``;
             ``continuous`` with ``correlation mae rmse mae_tail n_valid n_tail
             tail_threshold p99_pred p99_truth p99_bias``; ``fss[name][scale]``;
-            ``gpd``. Plain Python numbers (JSON-ready; FSS scale keys are ints).
+            ``gpd``; ``excluded``: the cells inside the mask left out of every
+            score, ``missing_truth`` (truth NaN) and ``nonfinite_prediction``
+            (truth present, prediction NaN or infinite). Plain Python numbers
+            (JSON-ready; FSS scale keys are ints).
         """
         pd = self._checked()
         est = {k: v[0] for k, v in weighted_scores(pd, np.ones((1, self.n_days))).items()}
@@ -386,6 +404,7 @@ class VerificationAccumulator:
                 name: {s: float(est["fss"][i, j]) for j, s in enumerate(self.scales)}
                 for i, name in enumerate(self.thresholds)
             },
+            "excluded": self.excluded(),
         }
         if tail_fit:
             out["gpd"] = compare_gpd_tails(pd["max_pred"], pd["max_truth"])
@@ -401,7 +420,11 @@ class VerificationAccumulator:
         dict
             The :meth:`compute` dict with ``"intervals"``: ``categorical[name][score]``,
             ``continuous[score]`` and ``fss[name][scale]``, each
-            ``{"estimate", "low", "high"}``; plus ``n_boot``, ``seed``, ``level``.
+            ``{"estimate", "low", "high", "dropped"}`` (``dropped``: resamples
+            whose score was NaN, left out of the interval); plus ``n_boot``,
+            ``seed``, ``level`` and ``reliability[name]``: ``event_days`` (days
+            with an observed event), ``min_event_days`` (:data:`MIN_EVENT_DAYS`)
+            and ``reliable`` (False below it: the interval is not to be trusted).
         """
         pd = self._checked()
         out = self.compute(tail_fit=tail_fit)
@@ -411,7 +434,7 @@ class VerificationAccumulator:
         assert isinstance(boot, dict)
 
         def leaf(r: BootstrapResult, *idx: int) -> dict[str, float]:
-            return {k: float(np.asarray(v)[idx]) for k, v in r._asdict().items()}
+            return r.at(*idx)
 
         out["intervals"] = {
             "categorical": {
@@ -426,5 +449,19 @@ class VerificationAccumulator:
             "n_boot": n_boot,
             "seed": seed,
             "level": level,
+            "reliability": self.reliability(),
         }
+        return out
+
+    def reliability(self) -> dict[str, dict[str, Any]]:
+        """Per threshold: days with an observed event, and whether they are enough for intervals."""
+        counts = self._per_day["counts"]
+        out = {}
+        for i, name in enumerate(self.thresholds):
+            event_days = int(((counts[:, i, 0] + counts[:, i, 2]) > 0).sum())
+            out[name] = {
+                "event_days": event_days,
+                "min_event_days": MIN_EVENT_DAYS,
+                "reliable": event_days >= MIN_EVENT_DAYS,
+            }
         return out

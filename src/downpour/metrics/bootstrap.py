@@ -16,9 +16,11 @@ the weights and evaluates a score on all resamples at once:
   of weighted sums only (``sums[k] = weights @ per_day[k]``).
 
 Conventions: the interval is the percentile interval
-``[q_(1-level)/2, q_(1+level)/2]`` of the resampled scores, NaN resamples
-(e.g. a resample without any event, where CSI is 0/0) are ignored, and the
-interval is NaN when the full-sample estimate is NaN or every resample is.
+``[q_(1-level)/2, q_(1+level)/2]`` of the resampled scores. A resample whose
+score is NaN (e.g. one without any event, where CSI is 0/0) cannot enter the
+percentiles: it is left out and counted (``BootstrapResult.dropped``), so an
+interval built from few resamples shows it. The interval is NaN when the
+full-sample estimate is NaN or every resample is.
 Results are reproducible: they depend only on ``seed``, ``n_boot`` and
 ``n_days`` (the chunk size is a fixed constant).
 
@@ -36,7 +38,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -51,11 +53,24 @@ Statistic = Callable[[np.ndarray], "np.ndarray | Mapping[str, np.ndarray]"]
 
 
 class BootstrapResult(NamedTuple):
-    """A score with its bootstrap interval (arrays of the score's shape, or floats)."""
+    """A score with its bootstrap interval (arrays of the score's shape, or floats).
+
+    ``dropped`` counts the resamples whose score was NaN and were left out of
+    the interval (an int, or an int array of the score's shape).
+    """
 
     estimate: np.ndarray | float
     low: np.ndarray | float
     high: np.ndarray | float
+    dropped: np.ndarray | int = 0
+
+    def at(self, *idx: int) -> dict[str, Any]:
+        """Return one element as ``{"estimate", "low", "high", "dropped"}`` (plain numbers)."""
+        out: dict[str, Any] = {
+            k: float(np.asarray(getattr(self, k))[idx]) for k in ("estimate", "low", "high")
+        }
+        out["dropped"] = int(np.asarray(self.dropped)[idx])
+        return out
 
 
 def _check(n_days: int, n_boot: int, level: float) -> None:
@@ -144,9 +159,19 @@ def bootstrap_days(
     Returns
     -------
     BootstrapResult or dict of BootstrapResult
-        ``(estimate, low, high)`` with the score's trailing shape ``(...)``
-        (floats for scalar scores); a dict when ``statistic`` returns a mapping.
-        ``estimate`` is the statistic of the full sample (all weights 1).
+        ``(estimate, low, high, dropped)`` with the score's trailing shape
+        ``(...)`` (floats for scalar scores); a dict when ``statistic`` returns a
+        mapping. ``estimate`` is the statistic of the full sample (all weights
+        1); ``dropped`` the number of resamples whose score was NaN.
+
+    Examples
+    --------
+    One event day in five: many resamples hold no event, their CSI is 0/0.
+
+    >>> hits = np.array([2.0, 0, 0, 0, 0])
+    >>> r = bootstrap_days(lambda w: (w @ hits) / (w @ hits), 5, n_boot=1000, seed=1)
+    >>> (r.low, r.high), 250 < r.dropped < 400  # (4/5)^5 of the resamples miss the day
+    ((1.0, 1.0), True)
     """
     _check(n_days, n_boot, level)
     with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 scores are NaN
@@ -155,8 +180,15 @@ def bootstrap_days(
 
     def result(est: np.ndarray, samples: list[np.ndarray]) -> BootstrapResult:
         est = np.asarray(est, dtype=np.float64)[0]
-        low, high = _interval(est, np.concatenate(samples, axis=0).astype(np.float64), level)
-        return BootstrapResult(_scalar(est), _scalar(low), _scalar(high))
+        drawn = np.concatenate(samples, axis=0).astype(np.float64)
+        low, high = _interval(est, drawn, level)
+        dropped = np.isnan(drawn).sum(axis=0)
+        return BootstrapResult(
+            _scalar(est),
+            _scalar(low),
+            _scalar(high),
+            int(dropped) if dropped.ndim == 0 else dropped,
+        )
 
     if isinstance(full, Mapping):
         return {k: result(full[k], [p[k] for p in parts]) for k in full}  # type: ignore[index]

@@ -30,7 +30,15 @@ import numpy as np
 
 from downpour.metrics.fss import fss_day_sums
 
-__all__ = ["BLOCK_CELLS", "DAY_KEYS", "contingency", "count_cells", "day_stats", "threshold_for"]
+__all__ = [
+    "BLOCK_CELLS",
+    "DAY_KEYS",
+    "INT_KEYS",
+    "contingency",
+    "count_cells",
+    "day_stats",
+    "threshold_for",
+]
 
 #: Cells (days × y × x) processed together: float64 blocks of 2 MiB.
 BLOCK_CELLS = 1 << 18
@@ -49,8 +57,13 @@ DAY_KEYS = (
     "m_pt",
     "max_pred",
     "max_truth",
+    "n_missing_truth",
+    "n_bad_pred",
 )
-_INT_KEYS = ("n", "n_tail")
+#: Integer keys: valid cells, tail cells, and the cells left out of the scores
+#: (inside the mask, truth missing; inside the mask, truth present but the
+#: prediction NaN or infinite), so that nothing is dropped without a count.
+INT_KEYS = ("n", "n_tail", "n_missing_truth", "n_bad_pred")
 
 
 def threshold_for(threshold: float, dtype: np.dtype) -> np.floating:
@@ -108,6 +121,22 @@ def _validity(
         valid &= mask
     nan = p.dtype.type(np.nan)
     return valid, np.where(valid, p, nan), np.where(valid, t, nan), False
+
+
+def _excluded(
+    p: np.ndarray, t: np.ndarray, mask: np.ndarray | None, finite: bool
+) -> dict[str, np.ndarray]:
+    """Per-day counts of mask cells left out: truth missing, or prediction not finite."""
+    days = p.shape[0]
+    if finite:
+        zero = np.zeros(days, dtype=np.int64)
+        return {"n_missing_truth": zero, "n_bad_pred": zero.copy()}
+    inside = np.ones(p.shape[1:], dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    fin_t = np.isfinite(t)
+    return {
+        "n_missing_truth": count_cells(~fin_t & inside),
+        "n_bad_pred": count_cells(fin_t & ~np.isfinite(p) & inside),
+    }
 
 
 def _zeroed64(x: np.ndarray, valid: np.ndarray, finite: bool) -> np.ndarray:
@@ -187,14 +216,16 @@ def day_stats(
     Returns
     -------
     (dict, numpy.ndarray, numpy.ndarray)
-        The statistics: :data:`DAY_KEYS` (each ``(days,)``; ``n`` and ``n_tail``
-        int64, the rest float64; ``max_*`` NaN on a day without valid cell),
+        The statistics: :data:`DAY_KEYS` (each ``(days,)``; ``n``, ``n_tail``,
+        ``n_missing_truth`` and ``n_bad_pred`` int64, the rest float64;
+        ``max_*`` NaN on a day without valid cell),
         ``counts`` int64 ``(days, thresholds, 4)`` (a, b, c, d) and ``fss``
         float64 ``(days, thresholds, scales, 3)``; then prediction and truth
         with NaN at every invalid cell (for the quantile histograms).
     """
     valid, pn, tn, finite = _validity(p, t, mask)
     out = _continuous(p, t, pn, tn, valid, finite, threshold_for(tail, p.dtype))
+    out.update(_excluded(p, t, mask, finite))
     n = out["n"]
     pred_events, truth_events, counts = [], [], []
     with np.errstate(invalid="ignore"):

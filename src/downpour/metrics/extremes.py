@@ -1,4 +1,4 @@
-"""Tail statistics: GPD fit of the daily domain maximum, streaming quantiles (§8.2).
+"""Tail statistics: GPD fit of the daily domain maximum, streaming quantiles (docs/metrics.md).
 
 The tail of a precipitation product is summarised by a peaks-over-threshold
 fit of its *daily domain-maximum* series:

@@ -113,6 +113,18 @@ def paired_difference(
         )
     if list(a.thresholds) != list(b.thresholds) or a.scales != b.scales:
         raise DownpourError("paired_difference: thresholds and scales must be the same")
+    differ = np.flatnonzero(pa["n"] != pb["n"])
+    if differ.size:
+        k = int(differ[0])
+        stamp = a.times[k] if a.times.size else np.datetime64("NaT")
+        day = f"day {k}" if np.isnat(stamp) else str(np.datetime_as_string(stamp, unit="D"))
+        raise DownpourError(
+            f"paired_difference: the two predictions were scored on different cells on "
+            f"{differ.size} day(s), the first {day} ({int(pa['n'][k])} vs {int(pb['n'][k])} "
+            f"valid cells; NaN or infinite predictions inside the mask: "
+            f"{int(pa['n_bad_pred'][k])} vs {int(pb['n_bad_pred'][k])}); compare models only "
+            "on the cells both predict"
+        )
 
     def diff(w: np.ndarray) -> dict[str, np.ndarray]:
         sa, sb = weighted_scores(pa, w), weighted_scores(pb, w)
@@ -122,8 +134,8 @@ def paired_difference(
     assert isinstance(boot, dict)
 
     def leaf(r: BootstrapResult, *idx: int) -> dict[str, Any]:
-        est, low, high = (float(np.asarray(v)[idx]) for v in r)
-        return {"estimate": est, "low": low, "high": high, "significant": bool(low > 0 or high < 0)}
+        out = r.at(*idx)
+        return {**out, "significant": bool(out["low"] > 0 or out["high"] < 0)}
 
     return {
         "categorical": {

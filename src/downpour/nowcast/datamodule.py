@@ -29,6 +29,7 @@ from downpour.config import NowcastConfig, VariableSource
 from downpour.core.errors import DownpourError
 from downpour.data.batching import ShardSampler, ShuffledBatchSampler
 from downpour.data.rain import WET
+from downpour.data.splits import dry_split_warnings
 from downpour.nowcast.radar import accumulate, coarsen_radar, load_radar
 from downpour.nowcast.synthetic import make_embedded_radar
 from downpour.nowcast.windows import NowcastWindows, iso_minute
@@ -122,6 +123,13 @@ def training_stats(da: xr.DataArray) -> dict[str, float]:
     }
 
 
+def block_wet_fraction(da: xr.DataArray) -> float:
+    """Share of valid cells above 0.1 mm/h over the frames of a block (NaN for an empty block)."""
+    v = np.asarray(da.values)
+    finite = np.isfinite(v)
+    return float((v[finite] > WET).mean()) if finite.any() else float("nan")
+
+
 class NowcastDataModule(L.LightningDataModule):
     """Training and validation windows of one radar sequence, split by time.
 
@@ -142,6 +150,11 @@ class NowcastDataModule(L.LightningDataModule):
         Index ranges of :func:`split_blocks`.
     stats : dict
         :func:`training_stats` of the training block.
+    wet_fraction : dict
+        Share of wet valid cells of each block (``train``, ``val``, ``test``).
+    warnings : list of str
+        The blocks with far less rain than the training block
+        (:func:`downpour.data.splits.dry_split_warnings`).
     """
 
     def __init__(
@@ -171,6 +184,10 @@ class NowcastDataModule(L.LightningDataModule):
                 )
         self.train_set, self.val_set = sets["train"], sets["val"]
         self.stats = training_stats(da.isel(time=self.blocks["train"]))
+        self.wet_fraction = {
+            name: block_wet_fraction(da.isel(time=b)) for name, b in self.blocks.items()
+        }
+        self.warnings = dry_split_warnings(self.wet_fraction, what="block")
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer

@@ -84,17 +84,20 @@ def load_radar(
     return da
 
 
-def _native_minutes(times: np.ndarray, key: str) -> int:
+def _native_minutes(times: np.ndarray, key: str, where: str = "the radar sequence") -> int:
     t = times.astype("datetime64[ns]").astype(np.int64)
-    if t.size > 1 and np.any(np.diff(t) <= 0):
+    back = np.flatnonzero(np.diff(t) <= 0) if t.size > 1 else np.array([], dtype=np.int64)
+    if back.size:
+        first = np.datetime_as_string(times[back[0] + 1], unit="m")
         raise DownpourError(
-            f"{key}: the radar time axis is not strictly increasing (duplicate or unsorted "
-            "frames); sort the file by time and remove duplicates"
+            f"{key}: the time axis of {where} is not strictly increasing ({back.size} duplicate "
+            f"or unsorted frames, the first at {first}); sort the file by time and remove "
+            "duplicates"
         )
     hours = time_step_hours(times)
     if hours is None:
         raise DownpourError(
-            f"{key}: cannot read the native time step of the radar sequence "
+            f"{key}: cannot read the native time step of {where} "
             f"({t.size} frames, irregular or a single frame); give a regular time axis"
         )
     minutes = hours * 60.0
@@ -130,7 +133,7 @@ def accumulate(
         When ``step_minutes`` is not a multiple of the native step.
     """
     times = da["time"].values.astype("datetime64[ns]")
-    native = _native_minutes(times, key)
+    native = _native_minutes(times, key, str(da.attrs.get("source", "the radar sequence")))
     if step_minutes < 1 or step_minutes % native:
         raise DownpourError(
             f"{key}: step {step_minutes} min is not a multiple of the radar's native step "

@@ -10,6 +10,7 @@ back as the network, the run's config and its training statistics.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from torch import nn
 
 from downpour.config import Config, save_config
 from downpour.core.rundir import RunDir
+from downpour.data.splits import DrySplitWarning
 from downpour.models.loading import load_model
 from downpour.nowcast.datamodule import NowcastDataModule, load_nowcast_source
 from downpour.nowcast.module import NowcastModule, nowcast_train_config
@@ -57,7 +59,7 @@ def train_nowcast(
     -------
     TrainResult
     """
-    check_resume(resume)
+    check_resume(resume, "nowcast")
     run = RunDir(run_dir)
     nc = cfg.nowcast
     da = load_nowcast_source(nc)
@@ -66,7 +68,13 @@ def train_nowcast(
     steps: dict[str, int] = {}
 
     def make_datamodule() -> NowcastDataModule:
-        return NowcastDataModule(da, nc, seed=train_cfg.seed, num_workers=train_cfg.num_workers)
+        dm = NowcastDataModule(da, nc, seed=train_cfg.seed, num_workers=train_cfg.num_workers)
+        wet = ", ".join(f"{k} {v:.3f}" for k, v in dm.wet_fraction.items())
+        echo(f"wet fraction (> 0.1 mm/h) of the blocks: {wet}")
+        for message in dm.warnings:
+            echo(f"warning: {message}")
+            warnings.warn(message, DrySplitWarning, stacklevel=2)
+        return dm
 
     def make_module(dm: NowcastDataModule) -> BaseModule:
         steps["batches"], steps["steps"] = epoch_steps(
@@ -88,6 +96,7 @@ def train_nowcast(
         run.root,
         train_cfg=train_cfg,
         variant="nowcast",
+        module_kind="nowcast",
         make_datamodule=make_datamodule,
         make_module=make_module,
         describe=describe,

@@ -22,6 +22,8 @@ import xarray as xr  # noqa: E402
 from matplotlib import colors  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from downpour.core.files import atomic_file
+
 __all__ = [
     "map_panel",
     "plot_distributions",
@@ -53,10 +55,11 @@ def save(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as PNG (atomically: a temporary file then a rename) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -73,7 +73,11 @@ def significance_lines(result: dict[str, Any]) -> list[str]:
 
 
 def verification_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Rows ``score × model`` of the headline scores, each ``estimate [low, high]``."""
+    """Rows ``score × model`` of the headline scores, each ``estimate [low, high]``.
+
+    A last row counts the cells inside the mask that were left out of the
+    scores (truth missing, prediction NaN or infinite), when there are any.
+    """
     names = list(result["models"])
     rows = []
     for label, section, thr, score in HEADLINE:
@@ -82,8 +86,21 @@ def verification_table(result: dict[str, Any]) -> tuple[list[str], list[list[str
         row = [label]
         for n in names:
             est, low, high = score_interval(result["models"][n], section, thr, score)
-            row.append(f"{est:.3f} [{low:.3f}, {high:.3f}]" if np.isfinite(est) else "n/a")
+            text = f"{est:.3f} [{low:.3f}, {high:.3f}]" if np.isfinite(est) else "n/a"
+            rel = result["models"][n]["intervals"].get("reliability", {}).get(thr or "", {})
+            if rel and not rel["reliable"]:
+                text += f" (only {rel['event_days']} event days: interval unreliable)"
+            row.append(text)
         rows.append(row)
+    excluded = [result["models"][n].get("excluded") for n in names]
+    if any(e and any(e.values()) for e in excluded):  # only when something was left out
+        rows.append(
+            ["cells left out (truth missing / prediction NaN)"]
+            + [
+                f"{e['missing_truth']} / {e['nonfinite_prediction']}" if e else "n/a"
+                for e in excluded
+            ]
+        )
     return names, rows
 
 

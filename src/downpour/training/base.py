@@ -181,6 +181,31 @@ class BaseModule(FastPathsMixin, L.LightningModule):
             sums = {k: self.all_gather(v).sum() for k, v in sums.items()}
         return sums
 
+    def check_monitor(self, counts: Mapping[str, torch.Tensor], what: Mapping[str, str]) -> None:
+        """Refuse a monitored validation metric that is undefined because it averages nothing.
+
+        Parameters
+        ----------
+        counts
+            ``{metric: number of cells it averaged}`` over the whole validation split.
+        what
+            ``{metric: what its cells are}`` for the message (e.g. ``"truth above the
+            training P95"``).
+
+        Raises
+        ------
+        DownpourError
+            When ``train.monitor`` is one of ``counts`` and its count is 0: early
+            stopping and the best checkpoint would be blind.
+        """
+        monitor = self.train_cfg.monitor
+        if monitor in counts and float(counts[monitor]) == 0:
+            raise DownpourError(
+                f"{monitor} is undefined: the validation split holds no cell with "
+                f"{what.get(monitor, 'data')}, so early stopping and best.ckpt would be blind; "
+                "set train.monitor=val/MAE or choose validation days with heavy rain"
+            )
+
     # ----------------------------------------------------------- optimiser
     def configure_optimizers(self) -> Any:
         """Adam with :attr:`train_cfg`'s warm-up and schedule (cosine, plateau or none)."""

@@ -24,6 +24,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from downpour.config import TrainConfig
+from downpour.core.checkpoint import read_checkpoint
 from downpour.core.errors import DownpourError
 from downpour.core.files import atomic_write_text
 from downpour.core.rundir import RunDir
@@ -117,10 +118,22 @@ def launched_processes() -> int:
     return 1
 
 
-def check_resume(resume: str | Path | None) -> None:
-    """Refuse a ``--resume`` checkpoint that does not exist (before any work starts)."""
-    if resume is not None and not Path(resume).is_file():
+def check_resume(resume: str | Path | None, kind: str | None = None) -> None:
+    """Refuse a ``--resume`` checkpoint before any work starts.
+
+    The file must exist and read safely as a downpour checkpoint of ``kind``
+    (:func:`downpour.core.checkpoint.read_checkpoint`, tensors and plain data
+    only): Lightning then restores the training state from the same bytes,
+    which can therefore hold nothing that runs code.
+    """
+    if resume is None:
+        return
+    if not Path(resume).is_file():
         raise DownpourError(f"--resume: checkpoint {resume} not found")
+    try:
+        read_checkpoint(resume, kind)
+    except DownpourError as exc:
+        raise DownpourError(f"--resume: {exc}") from None
 
 
 def epoch_steps(
@@ -166,6 +179,7 @@ def fit(
     *,
     train_cfg: TrainConfig,
     variant: str,
+    module_kind: str | None = None,
     make_datamodule: Callable[[], DM],
     make_module: Callable[[DM], BaseModule],
     describe: Callable[[BaseModule, DM, int], str],
@@ -185,6 +199,8 @@ def fit(
         The training settings of this model (seed, epochs, devices, ...).
     variant
         The run's name for the model: checkpoint and log folder, record name.
+    module_kind
+        The model kind a ``resume`` checkpoint must be of (``cvae``, ``srdrn``, ``nowcast``).
     make_datamodule
         Builds the data module (after seeding).
     make_module
@@ -210,7 +226,7 @@ def fit(
     -------
     TrainResult
     """
-    check_resume(resume)
+    check_resume(resume, module_kind)
     L.seed_everything(train_cfg.seed, workers=True, verbose=False)
     dm = make_datamodule()
     module = make_module(dm)

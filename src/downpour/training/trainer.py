@@ -2,13 +2,16 @@
 
 Checkpoints go to ``RUN/checkpoints/``: ``epoch=NNN.ckpt`` every
 ``train.checkpoint_every`` epochs, ``best.ckpt`` on the monitored validation
-metric and ``last.ckpt`` (Lightning writes each one atomically: the file is
-serialised in memory and committed through a filesystem transaction, so an
-interrupted save never replaces a good checkpoint with a broken one). Logs go
+metric and ``last.ckpt``, each written atomically (:class:`AtomicCheckpointIO`: a
+temporary file beside it, renamed into place), so an interrupted save never
+replaces a good checkpoint with a broken one. Logs go
 to ``RUN/logs/<kind>/version_N/`` as CSV (``metrics.csv``), and as
 TensorBoard events when TensorBoard is installed; a resumed fit writes the
 next version, so no log is overwritten. Early stopping watches
-``train.monitor`` with ``patience`` and ``min_delta``.
+``train.monitor`` with ``patience`` and ``min_delta``, and stops training when it
+becomes NaN or infinite (a diverged model); a metric that is undefined because
+the validation split holds nothing to average (no tail cell) is refused before,
+with a clear message (:meth:`downpour.training.base.BaseModule.check_monitor`).
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ from lightning.pytorch.callbacks import (
     TQDMProgressBar,
 )
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from downpour.config import TrainConfig
+from downpour.core.files import atomic_file
 from downpour.core.rundir import RunDir
 
 __all__ = [
+    "AtomicCheckpointIO",
     "LastCheckpoint",
     "batch_seed",
     "build_trainer",
@@ -42,6 +48,28 @@ __all__ = [
     "processes_per_node",
     "resolve_strategy",
 ]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to a temporary file beside it and rename it into place.
+
+    Lightning commits a checkpoint by moving it from a temporary location that
+    may lie on another filesystem, where the move is a copy: a process killed
+    during it leaves a truncated ``last.ckpt``. Here the file is written next
+    to its destination and :func:`os.replace` swaps it in, so a killed save
+    leaves the previous checkpoint (or none), never a broken one.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        """Save ``checkpoint`` at ``path`` atomically (same-directory temporary file + rename)."""
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO does not take storage_options")
+        dest = Path(path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(dest) as tmp:  # also removes temporaries of earlier killed saves
+            torch.save(checkpoint, tmp)
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -206,6 +234,7 @@ def build_trainer(
         every_n_epochs=cfg.checkpoint_every,
         save_top_k=-1,
         auto_insert_metric_name=True,
+        enable_version_counter=False,  # a resumed run rewrites epoch=NNN, not epoch=NNN-v1
     )
     best = ModelCheckpoint(
         dirpath=ckpt_dir,
@@ -226,7 +255,7 @@ def build_trainer(
             patience=cfg.patience,
             min_delta=cfg.min_delta,
             mode="min",
-            check_finite=False,
+            check_finite=True,  # a NaN or infinite validation metric stops training
         ),
         LearningRateMonitor(logging_interval="epoch"),
     ]
@@ -261,6 +290,7 @@ def build_trainer(
         "use_distributed_sampler": False,  # the stratified batch sampler splits by rank itself
         "deterministic": False,
         "num_sanity_val_steps": 0,
+        "plugins": [AtomicCheckpointIO()],
     }
     kwargs.update(overrides)
     return L.Trainer(**kwargs)
