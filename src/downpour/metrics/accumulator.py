@@ -31,7 +31,7 @@ from downpour.metrics.bootstrap import BootstrapResult, bootstrap_days
 from downpour.metrics.day_stats import BLOCK_CELLS, DAY_KEYS, INT_KEYS, day_stats
 from downpour.metrics.extremes import QuantileHistogram, compare_gpd_tails
 from downpour.metrics.inputs import as_mask, as_pair, as_times, check_scales, check_shapes
-from downpour.metrics.pooled import CATEGORICAL, CONTINUOUS, weighted_scores
+from downpour.metrics.pooled import CATEGORICAL, CONTINUOUS, score_tree, weighted_scores
 
 __all__ = ["DEFAULT_SCALES", "MIN_EVENT_DAYS", "STATE_VERSION", "VerificationAccumulator"]
 
@@ -437,15 +437,7 @@ class VerificationAccumulator:
             return r.at(*idx)
 
         out["intervals"] = {
-            "categorical": {
-                name: {k: leaf(boot[k], i) for k in CATEGORICAL}
-                for i, name in enumerate(self.thresholds)
-            },
-            "continuous": {k: leaf(boot[k]) for k in CONTINUOUS},
-            "fss": {
-                name: {s: leaf(boot["fss"], i, j) for j, s in enumerate(self.scales)}
-                for i, name in enumerate(self.thresholds)
-            },
+            **score_tree(boot, list(self.thresholds), self.scales, leaf),
             "n_boot": n_boot,
             "seed": seed,
             "level": level,

@@ -11,13 +11,14 @@ co-moments with Chan's parallel formula (no ``Σp² − n·p̄²`` cancellation)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from downpour.metrics.contingency import categorical_scores
 
-__all__ = ["CATEGORICAL", "CONTINUOUS", "weighted_scores"]
+__all__ = ["CATEGORICAL", "CONTINUOUS", "score_tree", "weighted_scores"]
 
 #: Categorical scores per threshold (keys of :func:`weighted_scores`).
 CATEGORICAL = ("csi", "pod", "far", "pofd", "sedi", "frequency_bias")
@@ -68,3 +69,38 @@ def weighted_scores(pd: Mapping[str, np.ndarray], w: np.ndarray) -> dict[str, np
         f = np.tensordot(w, pd["fss"], axes=(1, 0))  # (B, T, S, 3)
         out["fss"] = 1.0 - f[..., 0] / (f[..., 1] + f[..., 2])
     return out
+
+
+def score_tree(
+    boot: Mapping[str, Any],
+    thresholds: Sequence[str],
+    scales: Sequence[int],
+    leaf: Callable[..., dict[str, Any]],
+) -> dict[str, Any]:
+    """Arrange bootstrap results of :func:`weighted_scores` as the nested result dict.
+
+    Parameters
+    ----------
+    boot
+        ``{score: BootstrapResult}`` as returned by ``bootstrap_days`` over
+        :func:`weighted_scores`.
+    thresholds, scales
+        Names of the thresholds and the FSS scales, in the order of the arrays.
+    leaf
+        ``leaf(result, *index)`` → the dict stored for one score.
+
+    Returns
+    -------
+    dict
+        ``categorical[threshold][score]``, ``continuous[score]``, ``fss[threshold][scale]``.
+    """
+    return {
+        "categorical": {
+            name: {k: leaf(boot[k], i) for k in CATEGORICAL} for i, name in enumerate(thresholds)
+        },
+        "continuous": {k: leaf(boot[k]) for k in CONTINUOUS},
+        "fss": {
+            name: {s: leaf(boot["fss"], i, j) for j, s in enumerate(scales)}
+            for i, name in enumerate(thresholds)
+        },
+    }

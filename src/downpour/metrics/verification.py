@@ -79,7 +79,7 @@ from downpour.core.errors import DownpourError
 from downpour.metrics.accumulator import DEFAULT_SCALES, VerificationAccumulator
 from downpour.metrics.bootstrap import BootstrapResult, bootstrap_days
 from downpour.metrics.inputs import as_days, valid_cells
-from downpour.metrics.pooled import CATEGORICAL, CONTINUOUS, weighted_scores
+from downpour.metrics.pooled import score_tree, weighted_scores
 
 __all__ = ["paired_difference", "verify_arrays", "verify_dataset"]
 
@@ -138,14 +138,7 @@ def paired_difference(
         return {**out, "significant": bool(out["low"] > 0 or out["high"] < 0)}
 
     return {
-        "categorical": {
-            name: {k: leaf(boot[k], i) for k in CATEGORICAL} for i, name in enumerate(a.thresholds)
-        },
-        "continuous": {k: leaf(boot[k]) for k in CONTINUOUS},
-        "fss": {
-            name: {s: leaf(boot["fss"], i, j) for j, s in enumerate(a.scales)}
-            for i, name in enumerate(a.thresholds)
-        },
+        **score_tree(boot, list(a.thresholds), a.scales, leaf),
         "n_boot": n_boot,
         "seed": seed,
         "level": level,
