@@ -1,1 +1,1 @@
-"""Pure scoring: sample quality, verification, ensembles, extremes, spectra (docs/metrics.md)."""
+"""Pure scoring: samples, verification, ensembles, quantiles, probabilities, extremes, spectra."""
