@@ -12,6 +12,8 @@ PRESETS = [
     "cvae_v4_phase3",
     "srdrn",
     "nowcast",
+    "qsrdrn",
+    "qsrdrn_demo",
 ]
 
 

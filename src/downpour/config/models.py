@@ -106,6 +106,45 @@ class SRDRNConfig(Section):
     channels_last: bool | None = Field(
         None, description="NHWC memory format for SRDRN; None: train.channels_last"
     )
+    quantiles: list[float] = Field(
+        default_factory=list,
+        description="quantile levels τ of the output heads, strictly increasing in (0, 1), "
+        "trained with the pinball loss; []: one deterministic head",
+    )
+    synthetic_heads: Literal["all", "median"] = Field(
+        "median",
+        description="heads whose loss sees synthetic training days: every head, or only the "
+        "median head (τ closest to 0.5)",
+    )
+    pipeline_quantiles: list[float] = Field(
+        default_factory=lambda: [0.5, 0.95, 0.99, 0.999],
+        description="the main job (downpour demo / run) also trains quantile SRDRNs "
+        "(qsrdrn_real, qsrdrn_augmented) with these levels beside the deterministic ones; "
+        "[]: skip them",
+    )
+    residual: Literal["none", "bicubic"] = Field(
+        "none",
+        description="none: the network predicts rain; bicubic: it predicts the correction "
+        "added to the bicubic interpolation of the low-res precipitation channel (mm/day)",
+    )
+
+    @field_validator("quantiles", "pipeline_quantiles")
+    @classmethod
+    def _quantile_levels(cls, v: list[float]) -> list[float]:
+        if any(not 0.0 < t < 1.0 for t in v):
+            raise ValueError("quantile levels must lie strictly between 0 and 1")
+        if any(b <= a for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError("quantile levels must be strictly increasing")
+        return v
+
+    @model_validator(mode="after")
+    def _residual_needs_linear_output(self) -> SRDRNConfig:
+        if self.residual != "none" and self.output != "linear":
+            raise ValueError(
+                f"srdrn.residual={self.residual} adds a correction in mm/day and needs "
+                f"srdrn.output=linear, got {self.output!r}"
+            )
+        return self
 
     @field_validator("kernel_size")
     @classmethod

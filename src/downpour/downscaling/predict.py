@@ -2,7 +2,8 @@
 
 :func:`predict_srdrn` and :func:`predict_baseline` return the high-res
 prediction of every day of a split (or of chosen days of it, ``times``) as
-an ``xr.DataArray`` (time, y, x) in the store's units, NaN outside the mask;
+an ``xr.DataArray`` (time, y, x) in the store's units, NaN outside the mask
+(a quantile SRDRN: (time, quantile, y, x), coordinate ``quantile`` = τ);
 they read and predict the days batch by batch. Baselines are fitted on the
 real training days only (:func:`fit_baseline`).
 """
@@ -87,18 +88,30 @@ def _select_rows(ds: xr.Dataset, rows: np.ndarray, split: str, times: Any) -> np
 
 
 def _as_dataarray(
-    values: np.ndarray, ds: xr.Dataset, rows: np.ndarray, name: str, attrs: dict[str, Any]
+    values: np.ndarray,
+    ds: xr.Dataset,
+    rows: np.ndarray,
+    name: str,
+    attrs: dict[str, Any],
+    quantiles: tuple[float, ...] = (),
 ) -> xr.DataArray:
-    """Wrap ``(T, H, W)`` predictions with the store's time and lat/lon; NaN off the mask."""
+    """Wrap ``(T, H, W)`` (or ``(T, Q, H, W)`` with ``quantiles``) predictions.
+
+    Adds the store's time and lat/lon (and the ``quantile`` coordinate); NaN off the mask.
+    """
     mask = np.asarray(ds["mask"].values, dtype=bool)
     values = np.where(mask, values, np.nan).astype(np.float32)
     coords: dict[str, Any] = {"time": ("time", np.asarray(ds["time"].values)[rows])}
+    dims: tuple[str, ...] = ("time", "y", "x")
+    if quantiles:
+        dims = ("time", "quantile", "y", "x")
+        coords["quantile"] = ("quantile", np.asarray(quantiles, dtype=np.float64))
     for c in ("lat", "lon"):
         if c in ds.coords:
             coords[c] = (tuple(map(str, ds[c].dims)), np.asarray(ds[c].values))
     units = str(ds.attrs.get("units", "mm/day"))
     return xr.DataArray(
-        values, dims=("time", "y", "x"), coords=coords, name=name, attrs={"units": units, **attrs}
+        values, dims=dims, coords=coords, name=name, attrs={"units": units, **attrs}
     )
 
 
@@ -135,7 +148,10 @@ def predict_srdrn(
     -------
     xarray.DataArray
         ``(time, y, x)`` float32 in the store's units, NaN outside the mask,
-        coordinates ``time`` and ``lat``/``lon`` from the store.
+        coordinates ``time`` and ``lat``/``lon`` from the store; for a
+        quantile SRDRN ``(time, quantile, y, x)`` with the coordinate
+        ``quantile`` (the levels τ, increasing; the heads never decrease
+        along it).
 
     Raises
     ------
@@ -157,17 +173,19 @@ def predict_srdrn(
                 f"{shapes[1]} → {shapes[0]}: use a checkpoint of this dataset"
             )
         rows = _select_rows(ds, _rows(ds, split), split, times)
-        out = np.empty((rows.size, *info["shape"]), dtype=np.float32)
+        quantiles = tuple(net.quantiles)
+        heads = (len(quantiles),) if quantiles else ()
+        out = np.empty((rows.size, *heads, *info["shape"]), dtype=np.float32)
         net = net.to(device)
         with torch.no_grad():
             for start in range(0, rows.size, batch_size):
                 batch = rows[start : start + batch_size]
                 x = np.asarray(ds["predictors"].isel(time=batch).values, np.float32)
                 x = np.ascontiguousarray(norm.normalize_x(x), dtype=np.float32)
-                pred = net(torch.from_numpy(x).to(device))
-                out[start : start + batch.size] = pred[:, 0].float().cpu().numpy()
+                pred = net(torch.from_numpy(x).to(device)).float().cpu().numpy()
+                out[start : start + batch.size] = pred if quantiles else pred[:, 0]
         attrs = {"model": "srdrn", "checkpoint": str(checkpoint), "split": split}
-        return _as_dataarray(out, ds, rows, "srdrn", attrs)
+        return _as_dataarray(out, ds, rows, "srdrn", attrs, quantiles)
     finally:
         ds.close()
 

@@ -10,6 +10,20 @@ boost). Logged: ``train/loss``; on the validation days ``val/loss``,
 the training P95 of wet values) and ``val/CSI_P95`` (event = value > P95),
 each streamed over every validation batch.
 
+A quantile SRDRN (``srdrn.quantiles``) trains with the pinball loss instead
+(:func:`downpour.losses.pinball_loss`: each head's masked mean, heads
+averaged), logged as ``train/loss`` and one ``train/pinball_<τ>`` per head.
+Synthetic training days (batch key ``is_synthetic``) enter every head's
+term with ``srdrn.synthetic_heads=all``, and only the median head's with
+``median`` (the other heads see the real days only). On the validation days
+``val/loss`` is the pinball loss; ``val/MAE``, ``val/MAE_tail`` and
+``val/CSI_P95`` score the **median head**, the τ closest to 0.5 (the lower
+of two equally close, :func:`~downpour.models.srdrn.median_head`), so the
+monitors, early stopping and ``best.ckpt`` work as for the deterministic
+network; ``val/cover_<τ>`` is each head's observed non-exceedance, the
+fraction of valid cells whose truth is ≤ the head (nominal: τ; ties count
+as covered).
+
 Which training settings SRDRN uses is decided in one place,
 :func:`srdrn_train_config`.
 """
@@ -23,12 +37,18 @@ import torch
 
 from downpour.config import Config, TrainConfig
 from downpour.core.errors import DownpourError
-from downpour.losses import weighted_reconstruction
+from downpour.losses import pinball_loss, weighted_reconstruction
 from downpour.models.registry import build_model
-from downpour.models.srdrn import SRDRN
+from downpour.models.srdrn import SRDRN, median_head
 from downpour.training.base import BaseModule, masked_mae, ratio
 
-__all__ = ["SRDRN_MONITORS", "SRDRNModule", "srdrn_train_config", "store_threshold"]
+__all__ = [
+    "SRDRN_MONITORS",
+    "SRDRNModule",
+    "cover_name",
+    "srdrn_train_config",
+    "store_threshold",
+]
 
 #: Validation metrics that early stopping and the best checkpoint may watch (all: lower is better).
 SRDRN_MONITORS = ("val/loss", "val/MAE", "val/MAE_tail")
@@ -65,6 +85,17 @@ def srdrn_train_config(cfg: Config, *, epochs: int | None = None) -> TrainConfig
             "channels_last": SRDRN.trained_channels_last(cfg),
         }
     )
+
+
+def cover_name(tau: float) -> str:
+    """Name of a head's observed non-exceedance, logged as ``val/<name>``.
+
+    Examples
+    --------
+    >>> cover_name(0.95), cover_name(0.999)
+    ('cover_0.95', 'cover_0.999')
+    """
+    return f"cover_{float(tau)!r}"
 
 
 def store_threshold(thresholds: dict[str, float], name: str) -> float:
@@ -104,7 +135,8 @@ class SRDRNModule(BaseModule):
     -----
     Batches are those of :class:`~downpour.downscaling.dataset.PrecipDataset`:
     ``x (B, C, h, w)`` normalised predictors, ``y (B, 1, H, W)`` log1p rain,
-    ``mask (B, 1, H, W)``. The network returns mm/day; the truth is
+    ``mask (B, 1, H, W)``, ``is_synthetic (B,)``. The network returns mm/day,
+    ``(B, 1, H, W)`` or ``(B, Q, H, W)`` for Q quantiles; the truth is
     ``expm1(y)``.
     """
 
@@ -136,21 +168,56 @@ class SRDRNModule(BaseModule):
         )
         self.net = build_model("srdrn", cfg, self.info)
         self.p95 = store_threshold(info["thresholds"], "P95")
+        self.quantiles = tuple(float(t) for t in cfg.srdrn.quantiles)
+        self.median = median_head(self.quantiles)
+        #: validation sums: the class's, plus one non-exceedance count per head
+        self.VAL_SUMS = (*type(self).VAL_SUMS, *(cover_name(t) for t in self.quantiles))
 
     # ----------------------------------------------------------------- loss
-    def loss(self, pred: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Masked intensity-weighted MAE of ``pred`` vs ``truth`` ``(B, 1, H, W)``, mm/day."""
+    def loss(
+        self,
+        pred: torch.Tensor,
+        truth: torch.Tensor,
+        mask: torch.Tensor,
+        is_synthetic: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Return the training loss of ``pred`` vs ``truth (B, 1, H, W)`` (:meth:`loss_terms`)."""
+        return self.loss_terms(pred, truth, mask, is_synthetic)[0]
+
+    def loss_terms(
+        self,
+        pred: torch.Tensor,
+        truth: torch.Tensor,
+        mask: torch.Tensor,
+        is_synthetic: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Return the training loss and its terms by name.
+
+        Deterministic network (``pred (B, 1, H, W)``): the masked
+        intensity-weighted MAE, no terms. Quantile network (``pred (B, Q, H,
+        W)``): the pinball loss, one term per head (``pinball_<τ>``); with
+        ``srdrn.synthetic_heads=median`` the items flagged ``is_synthetic
+        (B,)`` weigh 0 in every head but the median one.
+        """
         s = self.cfg.srdrn
-        return weighted_reconstruction(
-            pred,
-            truth,
-            mask,
-            scale=s.loss_scale,
-            w_min=s.w_min,
-            w_max=s.w_max,
-            tail_threshold=math.inf,
-            tail_boost=1.0,
-        )
+        if not self.quantiles:
+            loss = weighted_reconstruction(
+                pred,
+                truth,
+                mask,
+                scale=s.loss_scale,
+                w_min=s.w_min,
+                w_max=s.w_max,
+                tail_threshold=math.inf,
+                tail_boost=1.0,
+            )
+            return loss, {}
+        weights = None
+        if is_synthetic is not None and s.synthetic_heads == "median":
+            real = (~is_synthetic.to(device=pred.device, dtype=torch.bool)).float()
+            weights = real[:, None].repeat(1, len(self.quantiles))
+            weights[:, self.median] = 1.0
+        return pinball_loss(pred, truth, mask, self.quantiles, item_weights=weights)
 
     def _forward(
         self, batch: dict[str, torch.Tensor]
@@ -163,15 +230,19 @@ class SRDRNModule(BaseModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One optimisation step; stops with a clear message on a NaN/inf loss."""
         pred, truth, mask = self._forward(batch)
-        loss = self.loss(pred, truth, mask)
+        loss, terms = self.loss_terms(pred, truth, mask, batch.get("is_synthetic"))
         self.check_finite(
-            loss, {}, batch_idx, "Lower srdrn.lr, enable train.grad_clip, or check the data"
+            loss, terms, batch_idx, "Lower srdrn.lr, enable train.grad_clip, or check the data"
         )
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["x"].shape[0])
+        n = batch["x"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        for name, value in terms.items():
+            if name != "total":
+                self.log(f"train/{name}", value.detach(), batch_size=n)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        """Loss, and streaming sums for MAE, MAE_tail and the P95 contingency table."""
+        """Loss, and streaming sums for MAE, MAE_tail, the P95 table and each head's cover."""
         pred, truth, mask = self._forward(batch)
         self.log(
             "val/loss",
@@ -180,6 +251,9 @@ class SRDRNModule(BaseModule):
             sync_dist=True,
         )
         mask = mask.expand_as(truth)
+        for k, tau in enumerate(self.quantiles):
+            self.accumulate(cover_name(tau), (mask & (truth <= pred[:, k : k + 1])).sum())
+        pred = pred[:, self.median : self.median + 1]  # the point forecast
         tail = mask & (truth > self.p95)
         for name, m in (("MAE", mask), ("MAE_tail", tail)):
             err, n = masked_mae(pred, truth, m)
@@ -191,7 +265,7 @@ class SRDRNModule(BaseModule):
         self.accumulate("misses", (tail & ~event).sum())
 
     def on_validation_epoch_end(self) -> None:
-        """Log ``val/MAE``, ``val/MAE_tail`` and ``val/CSI_P95`` from the summed batches."""
+        """Log ``val/MAE``, ``val/MAE_tail``, ``val/CSI_P95`` and ``val/cover_<τ>``."""
         sums = self.gathered_sums()
         self.check_monitor(
             {"val/MAE_tail": sums["MAE_tail_n"]}, {"val/MAE_tail": "truth above the training P95"}
@@ -201,6 +275,9 @@ class SRDRNModule(BaseModule):
             self.log(f"val/{name}", value, prog_bar=True, sync_dist=False)
         union = sums["hits"] + sums["false_alarms"] + sums["misses"]
         self.log("val/CSI_P95", ratio(sums["hits"], union), sync_dist=False)
+        for tau in self.quantiles:
+            name = cover_name(tau)
+            self.log(f"val/{name}", ratio(sums[name], sums["MAE_n"]), sync_dist=False)
 
     def payload_extra(self) -> dict[str, Any]:
         """Keep the normalisation at the top of the payload too."""

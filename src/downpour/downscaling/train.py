@@ -32,10 +32,11 @@ from downpour.config import Config, save_config
 from downpour.core.errors import DownpourError
 from downpour.core.rundir import RunDir
 from downpour.downscaling.cvae_module import CVAEModule
-from downpour.downscaling.datamodule import PrecipDataModule
+from downpour.downscaling.datamodule import PrecipDataModule, read_store_info
 from downpour.downscaling.prepare import prepare
 from downpour.downscaling.srdrn_module import SRDRNModule, srdrn_train_config
 from downpour.downscaling.store import labels, open_store, resolve_store_path, store_attr_json
+from downpour.models.srdrn import residual_inputs
 from downpour.training.base import BaseModule
 from downpour.training.fit import TrainResult, check_resume, epoch_steps, fit, launched_processes
 from downpour.training.trainer import per_rank_batches
@@ -255,6 +256,10 @@ def train_srdrn(
     cfg
         Resolved configuration; SRDRN trains with
         :func:`~downpour.downscaling.srdrn_module.srdrn_train_config`.
+        ``srdrn.quantiles`` trains a quantile SRDRN (pinball loss,
+        :class:`~downpour.downscaling.srdrn_module.SRDRNModule`), and
+        ``srdrn.residual=bicubic`` one that corrects the bicubic
+        interpolation of the store's precipitation predictor.
     run_dir
         Run directory (checkpoints in ``checkpoints/<kind>/``, logs in
         ``logs/<kind>/``, metrics in ``metrics/train_<kind>.json``).
@@ -282,6 +287,12 @@ def train_srdrn(
     -------
     TrainResult
         ``metrics`` includes ``steps`` (optimiser steps taken).
+
+    Raises
+    ------
+    DownpourError
+        ``srdrn.residual`` is set and the store has no precipitation predictor,
+        or the store's synthetic days are not all training days.
     """
     check_resume(resume, "srdrn")
     run = RunDir(run_dir)
@@ -291,6 +302,8 @@ def train_srdrn(
     else:
         store_path = resolve_store_path(store)
     days = _store_days(store_path)
+    if cfg.srdrn.residual != "none":  # refuse a store without precipitation before training
+        residual_inputs(read_store_info(store_path))
     fixed, budget = srdrn_budget(cfg, days)
     if budget != "srdrn.batches_per_epoch":
         echo(f"SRDRN {kind}: {budget}")
@@ -319,8 +332,16 @@ def train_srdrn(
 
     def describe(module: BaseModule, dm: PrecipDataModule, n_params: int) -> str:
         stages = "×".join(map(str, module.net.factors))
+        s = cfg.srdrn
+        heads = (
+            f", quantile heads τ = {', '.join(f'{t:g}' for t in s.quantiles)} (synthetic days: "
+            f"{'every head' if s.synthetic_heads == 'all' else 'median head only'})"
+            if s.quantiles
+            else ""
+        )
+        residual = ", residual over bicubic" if s.residual != "none" else ""
         return (
-            f"SRDRN {kind}: {n_params:,} parameters, upsampling ×{stages}"
+            f"SRDRN {kind}: {n_params:,} parameters, upsampling ×{stages}{heads}{residual}"
             f"; {days['train_days']} training days ({days['synthetic_train_days']} synthetic), "
             f"{n_batches} batches of {train_cfg.batch_size} per epoch"
         )

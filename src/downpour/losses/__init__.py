@@ -5,6 +5,9 @@
   mass, gradient, focal and hurdle terms;
 - :mod:`~downpour.losses.spectral`: Fourier-amplitude term;
 - :mod:`~downpour.losses.latent`: KL with free bits, wet-fraction target;
+- :mod:`~downpour.losses.pinball`: the pinball loss of quantile heads;
+- :mod:`~downpour.losses.ensemble`: almost-fair CRPS per cell, on block means
+  and on spectra; the ensemble mean for deterministic regularisers;
 - :mod:`~downpour.losses.combine`: :func:`weighted_sum` of a table of terms;
 - :mod:`~downpour.losses.cvae`: the cVAE objective.
 
@@ -13,7 +16,9 @@ The nowcaster's loss lives with the nowcaster (:mod:`downpour.nowcast.loss`).
 
 from downpour.losses.combine import Term, weighted_sum
 from downpour.losses.cvae import cvae_loss
+from downpour.losses.ensemble import almost_fair_crps, ensemble_mean, pooled_crps, spectral_crps
 from downpour.losses.latent import kl_divergence, sparsity
+from downpour.losses.pinball import pinball_loss, pinball_name
 from downpour.losses.reconstruction import (
     GRAD_VARIANTS,
     extreme_focal,
@@ -28,14 +33,20 @@ from downpour.losses.spectral import spectral_loss
 __all__ = [
     "GRAD_VARIANTS",
     "Term",
+    "almost_fair_crps",
     "cvae_loss",
+    "ensemble_mean",
     "extreme_focal",
     "gradient_loss",
     "hurdle_loss",
     "kl_divergence",
     "mass_conservation",
     "multiscale_reconstruction",
+    "pinball_loss",
+    "pinball_name",
+    "pooled_crps",
     "sparsity",
+    "spectral_crps",
     "spectral_loss",
     "weighted_reconstruction",
     "weighted_sum",

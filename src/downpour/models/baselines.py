@@ -3,7 +3,7 @@
 Both take the low-res **precipitation** channel in physical units
 (``(T, h, w)``, mm/day) and return the high-res field ``(T, H, W)`` with
 ``H = h·s``, ``W = w·s``; they are looked up by name in :data:`BASELINES`
-(``srdrn.baseline`` in the config):
+(``downpour verify --baseline NAME``):
 
 - ``bicubic``: :func:`bicubic` interpolation, clamped at 0. Nothing to fit.
 - ``bcsd``: :class:`BCSD`, bicubic interpolation followed by per-cell

@@ -6,10 +6,18 @@ Architecture (Wang et al. 2021, after SRResNet; docs/models.md, docs/presets.md#
       → R × [conv → BN → PReLU → conv → BN, + skip]       │
       → conv → BN ──────────────────────────────── + ─────┘
       → per upsampling factor f: conv k×k → U, nearest ×f, PReLU
-      → conv k×k → 1 → non-negative head → (B, 1, h·s, w·s) mm/day
+      → conv k×k → Q' → monotone non-negative heads → (B, Q', h·s, w·s) mm/day
 
 with F = ``filters`` (64 published), R = ``res_blocks`` (16), U =
-``upsample_filters`` (256) and s = the product of the factors.
+``upsample_filters`` (256), s = the product of the factors and Q' the
+number of heads: 1 (the published deterministic network) or Q quantile
+levels τ_1 < … < τ_Q (``srdrn.quantiles``, after Najafi et al. 2026,
+"Multi-Quantile Regression for Extreme Precipitation Downscaling").
+
+This module is long because the network, its quantile heads and its
+residual-over-bicubic mode share one forward pass and one set of
+constructors (``from_config``/``from_run``), which the registry and
+checkpoints rebuild as one class.
 
 Design choices and why:
 
@@ -35,6 +43,26 @@ Design choices and why:
   data (45k-parameter network, 320 steps) the linear head had the lower
   tail error (test MAE above P95 7.4 vs 7.8 mm/day) and the right P99
   (23.3, truth 22.9; log1p head 20.9) at a similar overall MAE (1.32 vs 1.29).
+- Quantile heads: the last conv has one output channel per τ, each its own
+  kernel and bias (Q separate last convolutions computed in one call), so
+  the heads share the trunk and nothing else. Monotone by construction
+  without starving a head of gradient: the lowest head is the head above
+  (``relu(u_1)`` or the log1p form), every higher head adds a non-negative
+  increment that has a gradient everywhere, ``q_k = q_{k-1} +
+  softplus(u_k)`` in mm/day, added one head at a time, so
+  ``0 ≤ q_1 ≤ q_2 ≤ … ≤ q_Q`` holds in floating point too (rounding is
+  monotone). Clamping or sorting instead would cut the gradient of the
+  heads that cross. :func:`median_head` picks the head scored as the
+  point forecast.
+- Residual mode ``"bicubic"``: the network predicts the correction to the
+  bicubic interpolation (:func:`~downpour.models.baselines.bicubic`,
+  clamped ≥ 0) of the low-res precipitation channel in mm/day, de-normalised
+  with the store's :class:`~downpour.data.normalize.Normalization` (and kept
+  inside ``[0, RAIN_MAX]``, so no input can make the interpolation NaN); the
+  lowest head is ``relu(bicubic + u_1)``, so a zero correction gives the
+  bicubic field exactly, and the other heads add increments as above.
+  A network that re-learns the identity from scratch wastes its budget
+  where interpolation is already good. Linear output only.
 
 Examples
 --------
@@ -45,10 +73,15 @@ Examples
 >>> y = net(torch.randn(3, 2, 4, 3))
 >>> y.shape, bool((y >= 0).all())
 (torch.Size([3, 1, 48, 36]), True)
+>>> q = SRDRN(in_channels=2, filters=8, res_blocks=1, scale_factor=2, upsample_filters=8,
+...           quantiles=[0.5, 0.9, 0.99])(torch.randn(3, 2, 4, 3))
+>>> q.shape, bool((q[:, 1:] >= q[:, :-1]).all()), median_head([0.5, 0.9, 0.99])
+(torch.Size([3, 3, 8, 6]), True, 0)
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -58,14 +91,29 @@ from torch import nn
 
 from downpour.config import Config, SRDRNConfig
 from downpour.core.errors import DownpourError
+from downpour.data.normalize import Normalization
+from downpour.models.baselines import bicubic
 from downpour.models.registry import MODELS
 
-__all__ = ["SRDRN", "SRDRNResBlock", "UpsampleStage", "upsample_factors"]
+__all__ = [
+    "LOG1P_MAX",
+    "RAIN_MAX",
+    "SRDRN",
+    "SRDRNResBlock",
+    "UpsampleStage",
+    "median_head",
+    "residual_inputs",
+    "upsample_factors",
+]
 
 Output = Literal["linear", "log1p"]
+Residual = Literal["none", "bicubic"]
 
 #: Upper bound of the log1p head: expm1(8) ≈ 2,980 mm/day, above any daily record.
 LOG1P_MAX = 8.0
+#: Bound of the de-normalised precipitation that residual mode interpolates (expm1(8) mm/day):
+#: above any daily record, and it keeps an absurd input from turning bicubic's inf − inf into NaN.
+RAIN_MAX = math.expm1(LOG1P_MAX)
 _BN_MOMENTUM = 0.5  # Keras BatchNormalization(momentum=0.5): running = ½ running + ½ batch
 
 
@@ -128,6 +176,65 @@ def upsample_factors(scale: int, *, published_only: bool = False) -> list[int]:
             factors.append(3)
             threes -= 1
     return factors + others
+
+
+def median_head(quantiles: Sequence[float]) -> int:
+    """Index of the median head: the τ closest to 0.5 (the lower of two equally close).
+
+    It is the head scored as the point forecast (MAE, ``val/MAE``); 0 for a
+    deterministic network (no quantiles).
+
+    Examples
+    --------
+    >>> median_head([0.5, 0.95, 0.99]), median_head([0.1, 0.45, 0.55, 0.9]), median_head([])
+    (0, 1, 0)
+    """
+    taus = [float(t) for t in quantiles]
+    if not taus:
+        return 0
+    return min(range(len(taus)), key=lambda i: (abs(taus[i] - 0.5), taus[i]))
+
+
+def residual_inputs(info: dict[str, Any]) -> dict[str, Any]:
+    """Return the store facts residual mode needs: normalisation and precipitation channel.
+
+    Parameters
+    ----------
+    info
+        Store facts (:class:`~downpour.downscaling.datamodule.StoreInfo`):
+        ``normalization`` and ``precip_channels`` (derived from the
+        normalisation's ``x_log1p`` when absent).
+
+    Returns
+    -------
+    dict
+        ``normalization`` (:class:`~downpour.data.normalize.Normalization`) and
+        ``precip_channel`` (the first precipitation channel), keyword
+        arguments of :class:`SRDRN`.
+
+    Raises
+    ------
+    DownpourError
+        The store has no precipitation predictor channel.
+    """
+    norm_dict = info.get("normalization")
+    if not norm_dict:
+        raise DownpourError(
+            "srdrn.residual=bicubic needs the store's normalisation to read the low-res "
+            "precipitation channel, and these data facts have none; run `downpour prepare` again"
+        )
+    norm = Normalization.from_dict(norm_dict)
+    channels = info.get("precip_channels")
+    if channels is None:
+        channels = [i for i, log in enumerate(norm.x_log1p) if log]
+    if not channels:
+        raise DownpourError(
+            "srdrn.residual=bicubic interpolates the low-res precipitation predictor, but the "
+            f"store has no precipitation channel (channels: {', '.join(norm.channels)}); set "
+            "srdrn.residual=none, or give a predictor with kind: precip in data.predictors (or "
+            "none, to coarsen the target) and run `downpour prepare` again"
+        )
+    return {"normalization": norm, "precip_channel": int(channels[0])}
 
 
 class SRDRNResBlock(nn.Module):
@@ -206,17 +313,28 @@ class SRDRN(nn.Module):
         Odd kernel size of every convolution (3 published).
     output
         ``"linear"`` or ``"log1p"`` head (module docstring).
+    quantiles
+        Quantile levels τ_1 < … < τ_Q in (0, 1), one head each; empty: one
+        deterministic head.
+    residual
+        ``"none"`` or ``"bicubic"``: predict the correction to the bicubic
+        interpolation of the precipitation channel (linear output only).
+    normalization, precip_channel
+        Residual mode only: the predictors' normalisation and the index of
+        the precipitation channel (:func:`residual_inputs`).
 
     Notes
     -----
-    Input ``x (B, C, h, w)``; output ``(B, 1, h·s, w·s)`` precipitation in
-    mm/day, ≥ 0. Parameters (k = kernel size, f_i the factors)::
+    Input ``x (B, C, h, w)``; output ``(B, Q', h·s, w·s)`` precipitation in
+    mm/day, ≥ 0 and non-decreasing along dim 1, with Q' = ``max(1, Q)``
+    (``(B, 1, h·s, w·s)`` for the deterministic network). Parameters
+    (k = kernel size, f_i the factors)::
 
         (C·k² + 1)·F + F                          input conv + PReLU
         + R · (2·(k²·F² + F) + 4·F + F)           residual blocks
         + (k²·F² + F) + 2·F                       post-block conv + BN
         + Σ_i (k²·U_in,i·U + U) + U               stages (U_in,0 = F, then U)
-        + k²·U + 1                                output conv
+        + Q'·(k²·U + 1)                           output conv (one per head)
     """
 
     def __init__(
@@ -230,6 +348,10 @@ class SRDRN(nn.Module):
         upsample_filters: int = 256,
         kernel_size: int = 3,
         output: Output = "linear",
+        quantiles: Sequence[float] = (),
+        residual: Residual = "none",
+        normalization: Normalization | None = None,
+        precip_channel: int | None = None,
     ) -> None:
         super().__init__()
         if in_channels < 1 or filters < 1 or res_blocks < 0 or upsample_filters < 1:
@@ -241,6 +363,35 @@ class SRDRN(nn.Module):
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         if output not in ("linear", "log1p"):
             raise ValueError(f"output must be 'linear' or 'log1p', got {output!r}")
+        taus = tuple(float(t) for t in quantiles)
+        if any(not 0.0 < t < 1.0 for t in taus) or any(
+            b <= a for a, b in zip(taus, taus[1:], strict=False)
+        ):
+            raise ValueError(f"quantiles must be strictly increasing in (0, 1), got {list(taus)}")
+        self.quantiles = taus
+        self.n_heads = max(1, len(taus))
+        self.residual = residual
+        self._precip: tuple[int, Normalization] | None = None
+        if residual == "bicubic":
+            if output != "linear":
+                raise ValueError("residual='bicubic' needs output='linear'")
+            if normalization is None or precip_channel is None:
+                raise ValueError("residual='bicubic' needs normalization and precip_channel")
+            c = int(precip_channel)
+            if not 0 <= c < in_channels:
+                raise ValueError(f"precip_channel {c} is not one of the {in_channels} channels")
+            one = Normalization(
+                channels=(normalization.channels[c],),
+                x_log1p=(normalization.x_log1p[c],),
+                x_mean=(normalization.x_mean[c],),
+                x_std=(normalization.x_std[c],),
+                y_mean=normalization.y_mean,
+                y_std=normalization.y_std,
+                units=normalization.units,
+            )
+            self._precip = (c, one)
+        elif residual != "none":
+            raise ValueError(f"residual must be 'none' or 'bicubic', got {residual!r}")
         self.factors = _resolve_factors(scale_factor, upsample)
         self.scale_factor = _product(self.factors)
         self.in_channels = int(in_channels)
@@ -261,11 +412,22 @@ class SRDRN(nn.Module):
                 for i, f in enumerate(self.factors)
             )
         )
-        self.out = nn.Conv2d(widths[-1], 1, k, padding=pad)
+        self.out = nn.Conv2d(widths[-1], self.n_heads, k, padding=pad)
 
     @classmethod
-    def from_config(cls, cfg: SRDRNConfig, *, in_channels: int, scale_factor: int) -> SRDRN:
+    def from_config(
+        cls,
+        cfg: SRDRNConfig,
+        *,
+        in_channels: int,
+        scale_factor: int,
+        normalization: Normalization | None = None,
+        precip_channel: int | None = None,
+    ) -> SRDRN:
         """Build from the ``srdrn`` config section and the store's scale factor.
+
+        ``normalization`` and ``precip_channel`` are needed with
+        ``srdrn.residual=bicubic`` (:func:`residual_inputs`).
 
         Raises
         ------
@@ -281,13 +443,31 @@ class SRDRN(nn.Module):
             upsample_filters=cfg.upsample_filters,
             kernel_size=cfg.kernel_size,
             output=cfg.output,
+            quantiles=cfg.quantiles,
+            residual=cfg.residual,
+            normalization=normalization,
+            precip_channel=precip_channel,
         )
 
     @classmethod
     def from_run(cls, cfg: Config, info: dict[str, Any]) -> SRDRN:
-        """Build from a run's ``srdrn`` section and its store facts (channels, scale factor)."""
+        """Build from a run's ``srdrn`` section and its store facts.
+
+        Uses ``x_channels`` and ``scale_factor``, and in residual mode
+        ``normalization`` and ``precip_channels`` (:func:`residual_inputs`),
+        so a checkpoint alone rebuilds the network.
+
+        Raises
+        ------
+        DownpourError
+            ``srdrn.residual`` is set and the store has no precipitation predictor.
+        """
+        extra = residual_inputs(info) if cfg.srdrn.residual != "none" else {}
         return cls.from_config(
-            cfg.srdrn, in_channels=int(info["x_channels"]), scale_factor=int(info["scale_factor"])
+            cfg.srdrn,
+            in_channels=int(info["x_channels"]),
+            scale_factor=int(info["scale_factor"]),
+            **extra,
         )
 
     @classmethod
@@ -300,8 +480,29 @@ class SRDRN(nn.Module):
         """Return the number of parameters (all, or only those that require grad)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
+    def interpolated(self, x: torch.Tensor) -> torch.Tensor:
+        """Bicubic interpolation of the precipitation channel of ``x``, mm/day, ≥ 0.
+
+        Parameters
+        ----------
+        x
+            Normalised predictors ``(B, C, h, w)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, 1, h·s, w·s)`` float32: the channel de-normalised
+            (:meth:`~downpour.data.normalize.Normalization.denormalize_x`),
+            clamped to ``[0, RAIN_MAX]``, then :func:`~downpour.models.baselines.bicubic`.
+        """
+        if self._precip is None:
+            raise RuntimeError("interpolated() needs residual='bicubic'")
+        c, norm = self._precip
+        rain = norm.denormalize_x(x[:, c : c + 1].float()).clamp(0.0, RAIN_MAX)
+        return bicubic(rain, self.scale_factor)  # type: ignore[return-value]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Downscale ``x (B, C, h, w)`` to rain ``(B, 1, h·s, w·s)`` in mm/day, ≥ 0."""
+        """Downscale ``x (B, C, h, w)`` to rain ``(B, Q', h·s, w·s)`` in mm/day (class Notes)."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"x must have shape (B, {self.in_channels}, h, w), got {tuple(x.shape)}"
@@ -309,9 +510,19 @@ class SRDRN(nn.Module):
         h = self.head(x)
         h = self.upsample(h + self.trunk(h))
         u = self.out(h).float()
+        first = u[:, :1] if self.n_heads > 1 else u
+        if self._precip is not None:
+            first = first + self.interpolated(x)
         if self.output == "linear":
-            return F.relu(u)
-        return torch.expm1(u.clamp(0.0, LOG1P_MAX))
+            q = F.relu(first)
+        else:
+            q = torch.expm1(first.clamp(0.0, LOG1P_MAX))
+        if self.n_heads == 1:
+            return q
+        heads = [q]
+        for k in range(1, self.n_heads):  # one head at a time: monotone in floating point
+            heads.append(heads[-1] + F.softplus(u[:, k : k + 1]))
+        return torch.cat(heads, dim=1)
 
 
 def _product(factors: Sequence[int]) -> int:
