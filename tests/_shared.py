@@ -56,6 +56,18 @@ QUARTER_JAN = [
     "data.splits.test={start: 2002-01-01, end: 2002-01-31}",
     "data.heavy.quantile=0.8",
 ]
+#: A tiny demo-preset SRDRN (two optimiser steps) for the downscale tests.
+TINY_SRDRN = [
+    "srdrn.filters=8",
+    "srdrn.res_blocks=2",
+    "srdrn.upsample_filters=8",
+    "srdrn.batch_size=8",
+    "srdrn.lr=1e-3",
+    "srdrn.epochs=1",
+    "srdrn.batches_per_epoch=2",
+]
+
+
 #: A tiny cVAE (base_filters 8, d_z 8).
 TINY_CVAE = ["model.base_filters=8", "model.d_z=8", "model.d_x=16", "model.d_y=16"]
 #: The small run of ``trained_run`` (fixture ``small_overrides``): HALF_YEAR, a tiny cVAE, 1 epoch.

@@ -21,6 +21,7 @@ from _shared import (  # noqa: E402
     QUARTER,
     QUARTER_JAN,
     SMALL,
+    TINY_SRDRN,
     copy_run,
     fingerprint,
     one_torch_thread,
@@ -85,6 +86,23 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, half_year_run: Path) -
     run = copy_run(half_year_run, tmp_path_factory.mktemp("small_run") / "run")
     train_cvae(load_config("demo", SMALL), run, echo=lambda *a: None, enable_progress_bar=False)
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_srdrn(
+    quarter_jan_run: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """``(run, checkpoint)``: the quarter_jan run with a tiny SRDRN trained for two steps.
+
+    Read-only: the downscale tests write their outputs elsewhere.
+    """
+    from downpour.downscaling.train import train_srdrn
+
+    run = copy_run(quarter_jan_run, tmp_path_factory.mktemp("tiny_srdrn") / "run")
+    with one_torch_thread():
+        train_srdrn(load_config("demo", [*QUARTER_JAN, *TINY_SRDRN]), run,
+                    echo=lambda *a: None, enable_progress_bar=False, kind="srdrn_real")  # fmt: skip
+    return run, run / "checkpoints" / "srdrn_real" / "best.ckpt"
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@ import pytest
 import xarray as xr
 
 from downpour.core.errors import DownpourError
-from downpour.data.coarsen import block_mean, coarsen_coords, fit_grid, regrid_to
+from downpour.data.coarsen import block_mean, coarsen_coords, fit_grid
 
 
 def field(h, w, t=2):
@@ -86,41 +86,3 @@ def test_coarsen_coords_are_block_means():
     c = coarsen_coords(da, 4)
     np.testing.assert_allclose(c["lat_lr"][1], [40.15, 40.55, 40.95])
     np.testing.assert_allclose(c["lon_lr"][1], [-74.85, -74.45])
-
-
-def test_regrid_identity_and_bilinear_exact_on_linear_field():
-    lat_lr, lon_lr = np.meshgrid([40.15, 40.55, 40.95], [-74.85, -74.45], indexing="ij")
-    same = xr.DataArray(
-        np.ones((2, 3, 2), np.float32),
-        dims=("time", "y", "x"),
-        coords={"lat": ("y", lat_lr[:, 0]), "lon": ("x", lon_lr[0])},
-    )
-    np.testing.assert_array_equal(regrid_to(same, lat_lr, lon_lr, "p"), same.values)
-    # a coarser predictor grid holding a linear function: bilinear is exact
-    plat, plon = np.linspace(39.0, 42.0, 7), np.linspace(-76.0, -73.0, 5)
-    f = lambda la, lo: 2.0 * la - 3.0 * lo + 1.0  # noqa: E731
-    vals = np.stack([f(*np.meshgrid(plat, plon, indexing="ij")) + k for k in range(2)]).astype(
-        np.float32
-    )
-    da = xr.DataArray(
-        vals, dims=("time", "y", "x"), coords={"lat": ("y", plat), "lon": ("x", plon)}
-    )
-    out = regrid_to(da, lat_lr, lon_lr, "p")
-    np.testing.assert_allclose(out[1], f(lat_lr, lon_lr) + 1, rtol=1e-5)
-    # the same on 2-D coordinates (scattered-point path)
-    la2, lo2 = np.meshgrid(plat, plon, indexing="ij")
-    da2 = xr.DataArray(
-        vals, dims=("time", "y", "x"), coords={"lat": (("y", "x"), la2), "lon": (("y", "x"), lo2)}
-    )
-    np.testing.assert_allclose(regrid_to(da2, lat_lr, lon_lr, "p")[0], f(lat_lr, lon_lr), rtol=1e-4)
-
-
-def test_regrid_refuses_domain_not_covering():
-    lat_lr, lon_lr = np.meshgrid([40.15, 40.55, 40.95], [-74.85, -74.45], indexing="ij")
-    da = xr.DataArray(
-        np.ones((1, 3, 3), np.float32),
-        dims=("time", "y", "x"),
-        coords={"lat": ("y", [40.3, 40.6, 40.9]), "lon": ("x", [-75.0, -74.7, -74.4])},
-    )
-    with pytest.raises(DownpourError, match="does not cover"):
-        regrid_to(da, lat_lr, lon_lr, "data.predictors[0]")

@@ -207,3 +207,25 @@ def test_radar_packed_uint16_with_nodata():
     assert wet == pytest.approx(0.133, abs=5e-4)
     assert p95 == pytest.approx(2.31, abs=0.01) and p99 == pytest.approx(8.50, abs=0.01)
     assert vmax == pytest.approx(115.5, abs=0.05)
+
+
+def test_a_noleap_calendar_reads_as_real_dates_and_360_day_is_refused(tmp_path):
+    """GCM calendars: a year without 29 February names real days; a 360-day year does not."""
+    from downpour.core.errors import DownpourError
+
+    vals, _, lat, lon = make(nt=800)
+    noleap = xr.date_range("2071-01-01", periods=800, freq="D", calendar="noleap", use_cftime=True)
+    ds = xr.Dataset(
+        {"pr": (("time", "lat", "lon"), vals / 86400.0, {"units": "kg m-2 s-1"})},
+        coords={"time": noleap, "lat": lat, "lon": lon},
+    )
+    ds.to_netcdf(tmp_path / "noleap.nc")
+    da = load_field(src(tmp_path / "noleap.nc", "pr"), "data.target", target_units="mm/day")
+    days = pd.DatetimeIndex(da["time"].values)
+    assert days[0] == pd.Timestamp("2071-01-01") and days[-1] == pd.Timestamp("2073-03-11")
+    assert not ((days.month == 2) & (days.day == 29)).any() and days.size == 800
+    np.testing.assert_allclose(da.values, vals, rtol=1e-5)  # kg m-2 s-1 × 86400 = mm/day
+    d360 = xr.date_range("2071-01-01", periods=800, freq="D", calendar="360_day", use_cftime=True)
+    ds.assign_coords(time=d360).to_netcdf(tmp_path / "d360.nc")
+    with pytest.raises(DownpourError, match=r"'360_day' calendar.*convert_calendar"):
+        load_field(src(tmp_path / "d360.nc", "pr"), "data.target", target_units="mm/day")

@@ -30,14 +30,26 @@ def assert_run_complete(run: Path, res) -> None:
         "samples/prior_train.zarr", "metrics/sample_quality.json", "metrics/verify.json",
         "metrics/train_srdrn_real.json", "metrics/train_srdrn_augmented.json", "report.html",
         "checkpoints/srdrn_real", "checkpoints/srdrn_augmented", "figures/verify_maps.png",
+        "checkpoints/qsrdrn_real", "checkpoints/qsrdrn_augmented",
+        "figures/verify_quantile_reliability.png", "figures/verify_reliability_diagrams.png",
     ):  # fmt: skip
         assert (run / rel).exists(), rel
-    assert set(res.verification["models"]) == {"srdrn_real", "srdrn_augmented", "bicubic", "bcsd"}
-    assert "srdrn_augmented − srdrn_real" in res.verification["differences"]
-    # same seed, same optimiser steps for both SRDRN variants
-    real = json.loads((run / "metrics" / "train_srdrn_real.json").read_text())
-    aug = json.loads((run / "metrics" / "train_srdrn_augmented.json").read_text())
-    assert real["optimizer_steps"] == aug["optimizer_steps"] == 3
+    models = {"srdrn_real", "srdrn_augmented", "qsrdrn_real", "qsrdrn_augmented", "bicubic", "bcsd"}
+    heads = {f"qsrdrn_{v} q{t}" for v in ("real", "augmented") for t in ("0.95", "0.99", "0.999")}
+    assert set(res.verification["models"]) == models | heads
+    for pair in ("srdrn_augmented − srdrn_real", "qsrdrn_real − srdrn_real",
+                 "qsrdrn_augmented − qsrdrn_real", "qsrdrn_real − bicubic"):  # fmt: skip
+        assert pair in res.verification["differences"], pair
+    prob = res.verification["probabilistic"]
+    assert set(prob["quantile_models"]) == {"qsrdrn_real", "qsrdrn_augmented"}
+    assert set(prob["probability_models"]) == {"srdrn_real", "srdrn_augmented", "bicubic", "bcsd"}
+    assert "qsrdrn_real − bcsd" in prob["probability_differences"]
+    # same seed, same optimiser steps for every SRDRN variant
+    steps = {
+        kind: json.loads((run / "metrics" / f"train_{kind}.json").read_text())["optimizer_steps"]
+        for kind in ("srdrn_real", "srdrn_augmented", "qsrdrn_real", "qsrdrn_augmented")
+    }
+    assert set(steps.values()) == {3}, steps
     # the augmented store holds no test day, and its synthetic days are training days
     ag = xr.open_zarr(run / "data" / "augmented.zarr", consolidated=False)
     split = np.array([str(s) for s in ag["split"].values])

@@ -13,7 +13,10 @@ Parts (each a module of this package):
 - ``loader``: zarr loader samples/s with 0, 1, 2 workers, chunking and
   persistent workers;
 - ``verification``: GB/s of the verification metrics on (3650, 156, 132)
-  against the memory-copy bandwidth, beside pysteps and ``scores``.
+  against the memory-copy bandwidth, beside pysteps and ``scores``;
+- ``downscale``: ``downpour downscale`` days/s end to end (reading,
+  regridding, forward, writing NetCDF) against the network's bare forward
+  days/s, and peak memory for 1 and 10 years of daily predictors.
 
 :func:`run_bench` writes ``OUT/results_<device>.json``;
 :func:`write_results_md` regenerates ``OUT/RESULTS.md`` from every results

@@ -5,7 +5,8 @@ issue: at least 3× the design notes' cVAE training samples/s at equal width
 (3.3 samples/s at base 64, 1.9 at base 96; fp32, batch 16, 156×132, 2-core
 CPU), a training step at half the measured matmul ceiling or more, and
 verification 2× faster than pysteps and ``scores`` at 30 % or more of the
-memory-copy bandwidth.
+memory-copy bandwidth; ``downpour downscale`` of ten years at 80 % or more of
+the network's bare forward days/s, in memory independent of the years.
 """
 
 from __future__ import annotations
@@ -197,6 +198,51 @@ def _verification(res: dict[str, Any]) -> list[str]:
          "peak MB (allocations of one call)"], rows)  # fmt: skip
 
 
+def _downscale(res: dict[str, Any]) -> list[str]:
+    d = res.get("downscale")
+    if not d:
+        return []
+    fwd = d["forward"]
+    h, w = d["lowres_shape"]
+    ny, nx = d["predictor_grid"]
+    lines = [
+        f"{d['preset']} SRDRN ({fwd['parameters']:,} parameters), {h}×{w} → "
+        f"{d['shape'][0]}×{d['shape'][1]}, batch {d['batch_size']}, {d['threads']} torch "
+        f"thread(s), {d.get('device', 'cpu')}, run {d.get('date', '?')}. Bare forward "
+        f"(`net(x)`, best of the timed passes): **{fwd['days_per_s']:.1f} days/s**. End to "
+        "end: one `downscale()` call "
+        f"writing NetCDF, in a fresh process; predictors in kg m-2 s-1 on their own {ny}×{nx} "
+        "grid (1.25× coarser, longitudes 0…360) or on the low-res grid. Seconds: read "
+        "(read, convert, regrid), forward (normalise, network), write (NetCDF, zlib 1), other "
+        "(set-up, masking, range counts).\n"
+    ]
+    rows = []
+    for r in d["runs"]:
+        grid = f"own grid, {r['regrid']}" if r["grid"] == "own" else "low-res grid"
+        sp = r["split"]
+        rows.append([f"{r['years']} y, {grid}", str(r["days"]), _f(r["days_per_s"]),
+                     f"{100 * r['ratio']:.0f} %", *(_f(sp[k], 2) for k in
+                     ("read", "forward", "write", "other")), _f(r["seconds"], 1),
+                     _f(r["peak_rss_mb"], 0)])  # fmt: skip
+    lines += _table(["predictors", "days", "days/s", "of bare forward", "read s", "forward s",
+                     "write s", "other s", "total s", "peak RSS MB"], rows)  # fmt: skip
+    if any(r["regrid"] == "conservative" for r in d["runs"]):
+        lines.append("- conservative: its read time includes importing xarray-regrid (once)")
+    own = {r["years"]: r for r in d["runs"] if r["grid"] == "own" and r["regrid"] == "bilinear"}
+    if len(own) > 1:
+        few, most = own[min(own)], own[max(own)]
+        lines.append(
+            f"- peak resident memory {few['peak_rss_mb']:,.0f} MB for {min(own)} year(s), "
+            f"{most['peak_rss_mb']:,.0f} MB for {max(own)} (target: independent of the years; "
+            f"{most['start_rss_mb']:,.0f} MB after imports)"
+        )
+        lines.append(
+            f"- {max(own)} years end to end: {100 * most['ratio']:.0f} % of the bare forward "
+            "days/s (target 80 %)"
+        )
+    return lines + [""]
+
+
 def results_markdown(results: list[dict[str, Any]]) -> str:
     """Return the Markdown of ``RESULTS.md`` for one or more results dicts (one per device)."""
     lines = [
@@ -213,6 +259,7 @@ def results_markdown(results: list[dict[str, Any]]) -> str:
             "(bf16 and torch.compile training of cVAE v3 and the paper-size SRDRN).",
             "",
         ]
+    downscale = "Downscale (`downpour downscale`, end to end)"
     for res in results:
         title = res["facts"]["gpu"] or res["facts"]["cpu"]
         total = sum(res["seconds"].values())
@@ -229,7 +276,8 @@ def results_markdown(results: list[dict[str, Any]]) -> str:
         ]  # fmt: skip
         for name, part in (("Training step (forward, every loss term, backward, Adam)", _training),
                            ("Sampling", _sampling), ("Data loader", _loader),
-                           ("Verification", _verification)):  # fmt: skip
+                           ("Verification", _verification),
+                           (downscale, _downscale)):  # fmt: skip
             body = part(res)
             if body:
                 lines += [f"### {name}", "", *body]

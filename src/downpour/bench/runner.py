@@ -24,7 +24,9 @@ from downpour.core.files import atomic_write_text
 __all__ = ["PARTS", "bf16_native", "run_bench"]
 
 #: Benchmark parts in run order.
-PARTS: tuple[str, ...] = ("machine", "training", "sampling", "loader", "verification")
+PARTS: tuple[str, ...] = (
+    "machine", "training", "sampling", "loader", "verification", "downscale",
+)  # fmt: skip
 
 _TINY_SRDRN = [
     "srdrn.filters=8", "srdrn.res_blocks=2", "srdrn.upsample=[2,3]", "srdrn.upsample_filters=8",
@@ -100,6 +102,17 @@ def _verification(quick: bool) -> dict[str, Any]:
     return bench_verification(days=40) if quick else bench_verification()
 
 
+def _downscale(quick: bool, device: str) -> dict[str, Any]:
+    from downpour.bench.downscale import bench_downscale
+
+    if quick:
+        small = ["data.embedded.height=48", "data.embedded.width=36", *_TINY_SRDRN[:2],
+                 "srdrn.upsample_filters=8"]  # fmt: skip
+        return bench_downscale((1, 2), overrides=small, forward_days=64, forward_repeats=1,
+                               device=device, conservative=False)  # fmt: skip
+    return bench_downscale((1, 10), device=device)
+
+
 def run_bench(
     parts: Sequence[str] = PARTS,
     *,
@@ -161,8 +174,10 @@ def run_bench(
             result["sampling"] = _sampling(quick, device)
         elif part == "loader":
             result["loader"] = _loader(quick)
-        else:
+        elif part == "verification":
             result["verification"] = _verification(quick)
+        else:
+            result["downscale"] = _downscale(quick, device)
         result["seconds"][part] = time.perf_counter() - t0
         echo(f"bench: {part} took {result['seconds'][part]:.0f} s")
     if out_dir is not None:

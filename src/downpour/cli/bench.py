@@ -20,7 +20,7 @@ __all__ = ["bench"]
     "--only",
     "parts",
     multiple=True,
-    type=click.Choice(["machine", "training", "sampling", "loader", "verification"]),
+    type=click.Choice(["machine", "training", "sampling", "loader", "verification", "downscale"]),
     help="Run only these parts (repeatable; default: all).",
 )
 @click.option(

@@ -180,6 +180,24 @@ def print_verification(result: dict[str, Any]) -> None:
     console.print(table)
     for line in result.get("significance", []):
         console.print(escape(line))
+    if "probabilistic" not in result:
+        return
+    from downpour.report import probabilistic as prob
+
+    for title, header, rows in (
+        ("quantile heads: reliability and pinball score", prob.QUANTILE_HEADER,
+         prob.quantile_rows(result)),
+        ("exceedance probabilities (BSS against the training climatology)", prob.EVENT_HEADER,
+         prob.event_rows(result)),
+    ):  # fmt: skip
+        table = Table(title=title)
+        for col in header:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    for line in prob.difference_lines(result):
+        console.print(escape(line))
 
 
 def print_quality(name: str, summary: dict[str, Any]) -> None:

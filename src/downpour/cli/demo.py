@@ -29,9 +29,11 @@ def demo(cfg: Config, out: Path, n_boot: int) -> None:
     """Run the main job on the embedded dataset (default config: the demo preset).
 
     prepare → train cVAE → sample (posterior and prior) → evaluate → augment →
-    train SRDRN on real-only and on augmented data (same seed and steps) →
-    verify both and the baselines on the test years → report. Prints the
-    comparison table and the report's path.
+    train SRDRN and the quantile SRDRN (srdrn.pipeline_quantiles) on real-only
+    and on augmented data (same seed and steps) → verify them and the
+    baselines (bicubic, BCSD) on the test years, the quantile SRDRN also by its
+    heads, quantile reliability and exceedance probabilities → report. Prints
+    the comparison tables and the report's path.
     """
     from downpour.data.splits import DrySplitWarning
     from downpour.downscaling.pipeline import run_pipeline

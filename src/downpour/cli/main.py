@@ -18,7 +18,7 @@ from __future__ import annotations
 import click
 
 from downpour import __version__
-from downpour.cli import bench, data, demo, nowcast, samples, train, verify
+from downpour.cli import bench, data, demo, downscale, nowcast, samples, train, verify
 from downpour.cli.common import DownpourGroup
 
 __all__ = ["cli", "main"]
@@ -48,6 +48,7 @@ for command in (
     verify.verify_merge,
     verify.report,
     verify.compare,
+    downscale.downscale_cmd,
     demo.demo,
     data.show_config,
     data.convert_checkpoint_cmd,

@@ -19,8 +19,9 @@ __all__ = ["compare", "report", "verify", "verify_merge"]
     "checkpoints",
     multiple=True,
     metavar="NAME=CKPT",
-    help="SRDRN checkpoint to verify (repeatable; default: RUN/checkpoints/srdrn*/last.ckpt, "
-    "the final weights of each variant, as in the main job).",
+    help="SRDRN checkpoint to verify (repeatable; default: RUN/checkpoints/srdrn*/last.ckpt and "
+    "qsrdrn*/last.ckpt, the final weights of each variant, as in the main job; a quantile SRDRN "
+    "is scored by every head, quantile reliability and exceedance probabilities).",
 )
 @click.option(
     "--baseline",

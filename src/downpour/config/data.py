@@ -115,6 +115,16 @@ class DataConfig(Section):
     grid_fit: Literal["error", "crop", "pad"] = Field(
         "error", description="what to do when scale_factor does not divide the grid"
     )
+    regrid: Literal["bilinear", "conservative"] = Field(
+        "bilinear",
+        description="predictors on their own grid: bilinear interpolation, or conservative "
+        "(area-weighted) remapping through xarray-regrid (rectilinear grids)",
+    )
+    predictor_edge: Literal["error", "nearest"] = Field(
+        "error",
+        description="low-res cells less than one predictor cell outside the predictor grid: "
+        "an error, or filled from the nearest predictor cell (counted in the data card)",
+    )
     units: Literal["mm/day", "mm/h"] = "mm/day"
     wet_threshold: float = Field(0.1, ge=0.0)
     negative_tolerance: float = Field(

@@ -1,9 +1,10 @@
-"""Grids: fitting to the scale factor, NaN-aware block means, regridding predictors.
+"""Grids: fitting to the scale factor, NaN-aware block means, low-res coordinates.
 
 The high-res grid must be an exact multiple of the scale factor so that each
 low-res cell covers one block of ``factor × factor`` high-res cells. When it
 is not, the grid is cropped or padded explicitly (``data.grid_fit``), never
-silently misaligned.
+silently misaligned. Predictors on their own grid are regridded in
+:mod:`downpour.data.regrid`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from typing import Literal
 
 import numpy as np
 import xarray as xr
-from scipy.interpolate import LinearNDInterpolator
 
 from downpour.core.errors import DownpourError
 
-__all__ = ["GridFit", "block_mean", "coarsen_coords", "fit_grid", "regrid_to"]
+__all__ = ["GridFit", "block_mean", "coarsen_coords", "fit_grid"]
 
 
 @dataclass(frozen=True)
@@ -172,72 +172,3 @@ def coarsen_coords(da: xr.DataArray, factor: int) -> dict[str, tuple]:
             v = c.values.astype(np.float64)
             out[f"{name}_lr"] = (f"{c.dims[0]}_lr", v.reshape(-1, factor).mean(axis=1))
     return out
-
-
-def regrid_to(
-    da: xr.DataArray,
-    lat_lr: np.ndarray,
-    lon_lr: np.ndarray,
-    role: str,
-) -> np.ndarray:
-    """Bilinearly interpolate a predictor onto the low-res target grid.
-
-    Parameters
-    ----------
-    da
-        Predictor in canonical layout, dims ``(time, y, x)`` with ``lat``/``lon``.
-    lat_lr, lon_lr
-        Low-res cell centres, 2-D arrays of shape ``(h, w)``.
-    role
-        Config key named in errors.
-
-    Returns
-    -------
-    numpy.ndarray
-        Shape ``(time, h, w)``, float32. A grid that already matches is
-        returned unchanged.
-
-    Raises
-    ------
-    DownpourError
-        When the predictor's domain does not cover the target domain.
-    """
-    lat, lon = da["lat"].values, da["lon"].values
-    if lat.ndim == 1 and lat.size == lat_lr.shape[0] and lon.size == lon_lr.shape[1]:
-        span = max(np.ptp(lat_lr), np.ptp(lon_lr), 1e-9)
-        if np.allclose(lat, lat_lr[:, 0], atol=1e-4 * span) and np.allclose(
-            lon, lon_lr[0, :], atol=1e-4 * span
-        ):
-            return da.values.astype(np.float32)
-    lat2 = np.broadcast_to(lat[:, None], da.shape[-2:]) if lat.ndim == 1 else lat
-    lon2 = np.broadcast_to(lon[None, :], da.shape[-2:]) if lon.ndim == 1 else lon
-    tol = 1e-6 * max(np.ptp(lat2), np.ptp(lon2), 1.0)
-    if (
-        lat_lr.min() < lat2.min() - tol
-        or lat_lr.max() > lat2.max() + tol
-        or lon_lr.min() < lon2.min() - tol
-        or lon_lr.max() > lon2.max() + tol
-    ):
-        raise DownpourError(
-            f"{role}: {da.attrs.get('source', da.name)} covers "
-            f"lat {lat2.min():.3f}..{lat2.max():.3f}, "
-            f"lon {lon2.min():.3f}..{lon2.max():.3f}, which does not cover the target's low-res "
-            f"cells (lat {lat_lr.min():.3f}..{lat_lr.max():.3f}, lon {lon_lr.min():.3f}.."
-            f"{lon_lr.max():.3f}); use predictors on a larger domain"
-        )
-    if lat.ndim == 1 and lon.ndim == 1:
-        out = (
-            da.drop_vars([c for c in da.coords if c not in ("time",)])
-            .assign_coords(y=lat, x=lon)
-            .interp(
-                y=xr.DataArray(lat_lr, dims=("y_lr", "x_lr")),
-                x=xr.DataArray(lon_lr, dims=("y_lr", "x_lr")),
-                method="linear",
-            )
-        )
-        return out.transpose("time", "y_lr", "x_lr").values.astype(np.float32)
-    pts = np.column_stack([lat2.ravel(), lon2.ravel()])
-    vals = da.values.reshape(da.shape[0], -1).T  # (npoints, time)
-    interp = LinearNDInterpolator(pts, vals)
-    res = interp(np.column_stack([lat_lr.ravel(), lon_lr.ravel()]))  # (h*w, time)
-    return res.T.reshape(da.shape[0], *lat_lr.shape).astype(np.float32)

@@ -45,6 +45,35 @@ def describe(src: VariableSource) -> str:
     return f"variable '{src.variable}' in {src.path}"
 
 
+#: Calendars whose every date is a date of the proleptic Gregorian calendar (read as is).
+GREGORIAN_DATES = ("standard", "gregorian", "proleptic_gregorian", "noleap", "365_day")
+
+
+def _standard_calendar(ds: xr.Dataset, path: Path, role: str) -> xr.Dataset:
+    """Return ``ds`` with time coordinates decoded as cftime dates turned into datetime64.
+
+    A model calendar without leap days (``noleap``/``365_day``, usual for
+    GCMs) names real dates: they are kept as they are, and the missing
+    29 Februaries are simply absent. Calendars with dates that do not exist
+    (``360_day``, ``all_leap``/``366_day``) or that name other days
+    (``julian``) are refused: mapping them onto real days is a choice the
+    user makes (e.g. ``convert_calendar("standard", align_on="year")``).
+    """
+    for name in list(ds.coords):
+        values = ds[name].values if ds[name].ndim == 1 and ds[name].dtype == object else None
+        if values is None or values.size == 0 or not hasattr(values[0], "calendar"):
+            continue
+        calendar = str(values[0].calendar)
+        if calendar not in GREGORIAN_DATES:
+            raise DownpourError(
+                f"{role}: {path} uses the '{calendar}' calendar, whose dates are not real days; "
+                f"convert it first, e.g. xr.open_dataset(f).convert_calendar('standard', "
+                "align_on='year').to_netcdf(g) (xarray), and give that file"
+            )
+        ds = ds.convert_calendar("standard", dim=name, use_cftime=False)
+    return ds
+
+
 def open_file(path: Path, role: str) -> xr.Dataset:
     """Open a NetCDF file or a zarr store lazily.
 
@@ -67,13 +96,19 @@ def open_file(path: Path, role: str) -> xr.Dataset:
                 warnings.filterwarnings(
                     "ignore", message=".*consolidated metadata", category=RuntimeWarning
                 )
-                return xr.open_zarr(path, chunks=None, consolidated=None)
-        return xr.open_dataset(path, chunks=None)
+                ds = xr.open_zarr(path, chunks=None, consolidated=None)
+        else:
+            ds = xr.open_dataset(path, chunks=None)
     except Exception as exc:  # the backends raise many kinds for unreadable files
         raise DownpourError(
             f"{role}: cannot read {path} as NetCDF or zarr ({_reason(exc)}); "
             "check that the file is complete and not corrupt"
         ) from None
+    try:
+        return _standard_calendar(ds, path, role)
+    except BaseException:
+        ds.close()
+        raise
 
 
 def _reason(exc: Exception) -> str:

@@ -5,10 +5,18 @@ Training batches come from :class:`~downpour.data.sampler.StratifiedBatchSampler
 flips and rain noise (``train.flips``, ``train.noise``) seeded by
 (seed, epoch, day) so that a resumed run sees exactly the same batches.
 Validation uses every validation day once, in order, without augmentation.
+
+:func:`read_store_info` reads the store facts every downscaling checkpoint
+carries (:class:`StoreInfo`): besides what the networks need (shapes,
+channels, thresholds, normalisation), what ``downpour downscale`` needs to
+run a model on new predictor files without the store: the predictor
+variables, both grids, the mask, the training period and the training range
+of every predictor (docs/layouts.md#checkpoints).
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +24,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+import xarray as xr
 from torch.utils.data import DataLoader
 
 from downpour.config import TrainConfig
@@ -23,12 +32,16 @@ from downpour.data.batching import FixedLengthBatchSampler, ShardSampler
 from downpour.data.sampler import StratifiedBatchSampler
 from downpour.data.transforms import build_transform
 from downpour.downscaling.dataset import PrecipDataset
-from downpour.downscaling.store import open_store, store_attr_json
+from downpour.downscaling.store import labels, open_store, store_attr_json
 
 __all__ = [
     "IN_MEMORY_LIMIT",
     "PrecipDataModule",
     "StoreInfo",
+    "decode_array",
+    "encode_array",
+    "mask_from_runs",
+    "mask_runs",
     "read_store_info",
     "split_bytes",
 ]
@@ -50,16 +63,147 @@ def split_bytes(store: str | Path, splits: tuple[str, ...]) -> int:
 
 
 class StoreInfo(dict):
-    """Facts about a store that models and losses need (a plain dict, JSON-able).
+    """Facts about a store that models, losses and ``downpour downscale`` need (plain, JSON-able).
 
     Keys: ``x_channels``, ``s_channels``, ``shape`` (H, W), ``lowres_shape``,
     ``scale_factor``, ``units``, ``thresholds`` (P90/P95/P99 of wet training
-    values), ``wet_threshold``, ``normalization`` (dict), ``precip_channels``.
+    values), ``wet_threshold``, ``normalization`` (dict), ``precip_channels``;
+    and for downscaling new files: ``channels`` and ``static_channels``
+    (names), ``predictors`` (per channel: ``name``, ``variable``, ``kind``,
+    ``units``, ``path``; ``coarsened`` for the perfect-prognosis channel),
+    ``grid`` (``coords``: ``latlon`` or ``yx``; ``lat``, ``lon``, ``lat_lr``,
+    ``lon_lr`` through :func:`encode_array`), ``mask`` (:func:`mask_runs`),
+    ``elevation`` (the normalised static channel, when the store has one),
+    ``train_period`` (first and last real training day, ISO) and
+    ``predictor_range`` (``min``, ``max`` per channel over the training days,
+    physical units).
     """
 
 
+def encode_array(a: np.ndarray) -> list[float] | dict[str, object]:
+    """Return an array as plain data: a list when 1-D, else shape, dtype and base64 bytes.
+
+    Examples
+    --------
+    >>> encode_array(np.array([1.5, 2.0]))
+    [1.5, 2.0]
+    >>> decode_array(encode_array(np.eye(2, dtype=np.float32))).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    a = np.asarray(a)
+    if a.ndim == 1:
+        return [float(v) for v in a]
+    data = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+    return {
+        "shape": list(a.shape),
+        "dtype": a.dtype.str.lstrip("<>|="),
+        "base64": base64.b64encode(data.tobytes()).decode("ascii"),
+    }
+
+
+def decode_array(v: list[float] | dict[str, object]) -> np.ndarray:
+    """Return the array of :func:`encode_array` (1-D lists as float64)."""
+    if isinstance(v, dict):
+        raw = base64.b64decode(str(v["base64"]))
+        shape = tuple(int(n) for n in v["shape"])  # type: ignore[attr-defined]
+        return np.frombuffer(raw, dtype=np.dtype("<" + str(v["dtype"]))).reshape(shape).copy()
+    return np.asarray(v, dtype=np.float64)
+
+
+def mask_runs(mask: np.ndarray) -> dict[str, list[int]]:
+    """Return a bool mask as its shape and the run lengths of its row-major cells.
+
+    Runs alternate, starting with a run of ``False`` (of length 0 when the
+    first cell is valid).
+
+    Examples
+    --------
+    >>> m = np.array([[False, True, True], [True, False, False]])
+    >>> mask_runs(m)
+    {'shape': [2, 3], 'runs': [1, 3, 2]}
+    >>> bool((mask_from_runs(mask_runs(m)) == m).all())
+    True
+    """
+    flat = np.asarray(mask, dtype=bool).ravel()
+    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    runs = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        runs = [0, *runs]
+    return {"shape": [int(n) for n in mask.shape], "runs": [int(r) for r in runs]}
+
+
+def mask_from_runs(d: dict[str, list[int]]) -> np.ndarray:
+    """Return the bool mask of :func:`mask_runs`."""
+    runs = np.asarray(d["runs"], dtype=np.int64)
+    values = np.arange(runs.size) % 2 == 1
+    return np.repeat(values, runs).reshape(tuple(d["shape"]))
+
+
+def _predictor_sources(ds: xr.Dataset, channels: list[str]) -> list[dict[str, object]]:
+    """Per channel: name, variable, kind, units, path (from the store's ``source``)."""
+    source = store_attr_json(ds, "source")
+    recorded = source.get("predictors")
+    if isinstance(recorded, list):
+        return [
+            {
+                "name": name,
+                "variable": str(p.get("variable", name)),
+                "kind": str(p.get("kind", "other")),
+                "units": p.get("units"),
+                "path": p.get("path"),
+            }
+            for name, p in zip(channels, recorded, strict=False)
+        ]
+    target = source.get("target", {})
+    return [
+        {
+            "name": channels[0],
+            "variable": str(target.get("variable", channels[0])),
+            "kind": "precip",
+            "units": str(ds.attrs["units"]),
+            "path": target.get("path"),
+            "coarsened": True,
+        }
+    ]
+
+
+def _downscale_facts(ds: xr.Dataset, channels: list[str]) -> dict[str, object]:
+    """Return what ``downpour downscale`` needs: variables, grids, mask, period, range."""
+    geo = "lat" in ds.coords
+    names = ("lat", "lon", "lat_lr", "lon_lr") if geo else ("y", "x", "y_lr", "x_lr")
+    grid: dict[str, object] = {"coords": "latlon" if geo else "yx"}
+    for key, name in zip(("lat", "lon", "lat_lr", "lon_lr"), names, strict=True):
+        grid[key] = encode_array(np.asarray(ds[name].values, dtype=np.float64))
+    split = labels(np.asarray(ds["split"].values))
+    train = np.flatnonzero(split == "train")
+    synthetic = np.asarray(ds["is_synthetic"].values, bool) if "is_synthetic" in ds else None
+    real = train if synthetic is None else train[~synthetic[train]]
+    days = np.asarray(ds["time"].values)[real if real.size else train]
+    lo = np.full(len(channels), np.inf)
+    hi = np.full(len(channels), -np.inf)
+    for start in range(0, train.size, 512):  # the training predictors, a block at a time
+        x = np.asarray(ds["predictors"].isel(time=train[start : start + 512]).values)
+        lo = np.minimum(lo, np.nanmin(x, axis=(0, 2, 3)))
+        hi = np.maximum(hi, np.nanmax(x, axis=(0, 2, 3)))
+    statics = [str(c) for c in ds["static_channel"].values]
+    facts: dict[str, object] = {
+        "channels": list(channels),
+        "static_channels": statics,
+        "predictors": _predictor_sources(ds, channels),
+        "grid": grid,
+        "mask": mask_runs(np.asarray(ds["mask"].values, dtype=bool)),
+        "train_period": [str(days.min())[:10], str(days.max())[:10]],
+        "predictor_range": {"min": lo.tolist(), "max": hi.tolist()},
+    }
+    if "elevation" in statics:
+        elevation = ds["static"].isel(static_channel=statics.index("elevation")).values
+        facts["elevation"] = encode_array(np.asarray(elevation, dtype=np.float32))
+    return facts
+
+
 def read_store_info(store: str | Path) -> StoreInfo:
-    """Read the facts of :class:`StoreInfo` from a prepared store."""
+    """Read the facts of :class:`StoreInfo` from a prepared (or augmented) store."""
     ds = open_store(store)
     try:
         norm = store_attr_json(ds, "normalization")
@@ -74,6 +218,7 @@ def read_store_info(store: str | Path) -> StoreInfo:
             wet_threshold=float(ds.attrs["wet_threshold"]),
             normalization=norm,
             precip_channels=[i for i, log in enumerate(norm["x_log1p"]) if log],
+            **_downscale_facts(ds, [str(c) for c in norm["channels"]]),
         )
     finally:
         ds.close()

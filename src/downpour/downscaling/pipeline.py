@@ -9,9 +9,13 @@ runs the same steps:
 4. score both samples stores (sample quality, docs/metrics.md#sample-quality);
 5. build the augmented training store from the posterior samples;
 6. train SRDRN on the real-only store and on the augmented store, with the
-   same seed and the same number of optimiser steps;
-7. verify both SRDRNs (final weights) and the baselines on the real test days, with
-   bootstrap intervals and paired differences;
+   same seed and the same number of optimiser steps; and the same for the
+   quantile SRDRN (``srdrn.pipeline_quantiles``, ``qsrdrn_real`` and
+   ``qsrdrn_augmented``; synthetic days train the heads of ``srdrn.synthetic_heads``);
+7. verify every SRDRN (final weights) and the baselines on the real test days, with
+   bootstrap intervals and paired differences; the quantile SRDRNs also by their
+   heads, pinball scores and exceedance probabilities (Brier skill against the
+   training climatology, beside BCSD as a 0/1 forecast);
 8. write the HTML report.
 
 Each step writes into the run directory, so a finished step's outputs can
@@ -203,6 +207,13 @@ def run_pipeline(
     aug = train_srdrn(
         cfg, run, store=augmented, kind="srdrn_augmented", echo=echo, enable_progress_bar=progress
     )
+    qs = list(cfg.srdrn.pipeline_quantiles)
+    if qs:
+        echo(f"[6/8] train quantile SRDRNs (τ = {', '.join(f'{t:g}' for t in qs)}), same budget")
+        qcfg = cfg.model_copy(update={"srdrn": cfg.srdrn.model_copy(update={"quantiles": qs})})
+        for kind, source in (("qsrdrn_real", None), ("qsrdrn_augmented", augmented)):
+            train_srdrn(qcfg, run, store=source, kind=kind, echo=echo,
+                        enable_progress_bar=progress)  # fmt: skip
     lap("train_srdrn")
     echo("[7/8] verify on the real test years")
     # one rule with `downpour verify` (CHECKPOINT_RULE): each variant's final weights

@@ -147,7 +147,8 @@ def build_arrays(data: DataConfig) -> PreparedArrays:
         raise DownpourError(
             f"data.target: {where} has no cell valid on every training day; nothing to train on"
         )
-    x, channels, logs = load_predictors(data, y_da, times, daily, lowres_coords)
+    preds = load_predictors(data, y_da, times, daily, lowres_coords)
+    x, channels, logs = preds.x, preds.channels, preds.log1p
     y, x, times, split = y[keep], x[keep], times[keep], split[keep]
     y = np.where(mask, y, 0.0).astype(
         np.float32
@@ -184,11 +185,8 @@ def build_arrays(data: DataConfig) -> PreparedArrays:
             "variable": data.target.variable,
             "units_in_file": y_da.attrs.get("units_in_file"),
         },
-        "predictors": "derived by block-mean coarsening of the target"
-        if not data.predictors
-        else [
-            {"path": str(p.path), "variable": p.variable, "kind": p.kind} for p in data.predictors
-        ],
+        "predictors": preds.sources,
+        "predictor_edge_cells": preds.edge_cells,
     }
     return PreparedArrays(
         y=y,
@@ -257,6 +255,8 @@ def data_card(arrays: PreparedArrays, data: DataConfig, name: str) -> dict[str, 
             "low_res": list(a.x.shape[-2:]),
             "scale_factor": data.scale_factor,
             "fit": a.info["fit"],
+            "regrid": data.regrid if data.predictors else "none (derived from the target)",
+            "predictor_edge": data.predictor_edge,
             "valid_cells": int(a.mask.sum()),
             "valid_fraction": float(a.mask.mean()),
         },
@@ -276,6 +276,7 @@ def data_card(arrays: PreparedArrays, data: DataConfig, name: str) -> dict[str, 
             "counts": {s: splits[s]["heavy_days"] for s in SPLITS},
         },
         "source": {k: a.info[k] for k in ("target", "predictors")},
+        "predictor_edge_cells": a.info["predictor_edge_cells"],
         "unused_days": a.info["unused_days"],
         "clipped_negative_values": a.info["clipped_negative"],
         "partially_missing_cells": a.info["partially_missing_cells"],

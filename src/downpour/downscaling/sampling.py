@@ -37,6 +37,7 @@ import xarray as xr
 from pydantic import ValidationError
 
 from downpour.config import Config, SamplingConfig, apply_overrides, load_config
+from downpour.core.devices import torch_device
 from downpour.core.errors import DownpourError
 from downpour.core.rundir import RunDir
 from downpour.downscaling.dataset import PrecipDataset
@@ -81,20 +82,6 @@ def load_cvae(checkpoint: str | Path) -> tuple[CVAE, Config, dict[str, Any]]:
     return model.net, model.config, model.info
 
 
-def _check_device(name: str) -> None:
-    """Refuse a ``sampling.device`` that torch cannot parse or that this machine lacks."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise DownpourError(
-            f"sampling.device={name!r} is not a torch device; use cpu, cuda or cuda:N"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DownpourError(
-            f"sampling.device={name!r} but CUDA is not available here; use sampling.device=cpu"
-        )
-
-
 @dataclass
 class _Plan:
     """What one sampling run draws: networks, days, grid and the output's metadata."""
@@ -120,7 +107,7 @@ def _plan(checkpoints: Sequence[str | Path], store: str | Path, sampling: Sampli
     """Load the networks, select the days and gather the output's coordinates and attributes."""
     if not checkpoints:
         raise DownpourError("give at least one --checkpoint")
-    _check_device(sampling.device)
+    torch_device(sampling.device, "sampling.device")
     ds = PrecipDataset(store, sampling.split)
     events = select_days(ds, sampling.days, sampling.period)
     store_ds = open_store(store)

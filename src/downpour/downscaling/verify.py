@@ -48,15 +48,24 @@ from downpour.core.files import atomic_write_text
 from downpour.core.periods import parse_period, select_period
 from downpour.core.rundir import RunDir
 from downpour.downscaling.store import labels, open_store, resolve_store_path, store_attr_json
+from downpour.downscaling.verify_probabilistic import (
+    EVENTS,
+    accumulate_probabilistic,
+    score_probabilistic,
+    split_heads,
+    training_climatology,
+)
 from downpour.downscaling.verify_state import (
     check_state_dir,
     file_sha256,
     merge_pieces,
+    merge_probabilistic_pieces,
     save_states,
 )
 from downpour.metrics.accumulator import DEFAULT_SCALES, VerificationAccumulator
 from downpour.metrics.verification import paired_difference
 from downpour.report import figures as plots
+from downpour.report import probabilistic as prob_plots
 from downpour.report.tables import HEADLINE, score_interval, significance_lines
 
 __all__ = [
@@ -275,6 +284,12 @@ def merge_states(
         thresholds=ref["thresholds"], checkpoints=ref.get("checkpoints", {}),
         checkpoint_rule=ref.get("checkpoint_rule", ""),
     )  # fmt: skip
+    extra = merge_probabilistic_pieces(directories)
+    if extra:
+        result["probabilistic"] = score_probabilistic(
+            extra["quantile"], extra["probability"], events=ref["events"],
+            climatology=ref["climatology"], n_boot=n_boot, seed=seed,
+        )  # fmt: skip
     result.update(period=[str(times.min()), str(times.max())], parts=[str(d) for d in dirs])
     atomic_write_text(Path(out), json.dumps(result, indent=2) + "\n")
     return result
@@ -291,22 +306,35 @@ CHECKPOINT_RULE = (
 def find_srdrn_checkpoints(run: str | Path) -> dict[str, Path]:
     """Return ``{kind: RUN/checkpoints/<kind>/last.ckpt}`` per SRDRN variant (the rule).
 
-    ``srdrn_real`` comes first, then the other variants by name; a variant
+    Variants are the folders ``srdrn*`` and then ``qsrdrn*`` (quantile SRDRN),
+    each family with its ``*_real`` variant first and the others by name; a variant
     without ``last.ckpt`` (an interrupted run) is left out.
     """
     run = RunDir(run)
-    kinds = sorted(d.name for d in run.checkpoints_dir.glob("srdrn*"))
-    kinds.sort(key=lambda k: k != "srdrn_real")
+    kinds = sorted(
+        d.name for pattern in ("srdrn*", "qsrdrn*") for d in run.checkpoints_dir.glob(pattern)
+    )
+    kinds.sort(key=lambda k: (k.startswith("q"), not k.endswith("_real"), k))
     return {k: run.checkpoint(k, "last") for k in kinds if run.checkpoint(k, "last").is_file()}
 
 
 def _default_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
+    """Augmented − real-only, each quantile median − its deterministic twin, each SRDRN − bicubic.
+
+    Examples
+    --------
+    >>> _default_pairs(["srdrn_real", "qsrdrn_real", "qsrdrn_real q0.99", "bicubic"])
+    [('qsrdrn_real', 'srdrn_real'), ('srdrn_real', 'bicubic'), ('qsrdrn_real', 'bicubic')]
+    """
     pairs = []
-    if "srdrn_augmented" in names and "srdrn_real" in names:
-        pairs.append(("srdrn_augmented", "srdrn_real"))
-    for n in names:
-        if n.startswith("srdrn") and "bicubic" in names:
-            pairs.append((n, "bicubic"))
+    for family in ("srdrn", "qsrdrn"):
+        if f"{family}_augmented" in names and f"{family}_real" in names:
+            pairs.append((f"{family}_augmented", f"{family}_real"))
+    for suffix in ("real", "augmented"):
+        if f"qsrdrn_{suffix}" in names and f"srdrn_{suffix}" in names:
+            pairs.append((f"qsrdrn_{suffix}", f"srdrn_{suffix}"))
+    models = [n for n in names if n.startswith(("srdrn", "qsrdrn")) and " " not in n]
+    pairs += [(n, "bicubic") for n in models if "bicubic" in names]
     return pairs
 
 
@@ -399,7 +427,19 @@ def verify_run(
     for name in baselines:
         echo(f"predicting {truth.sizes['time']} {split} days with the {name} baseline")
         preds[name] = predict_baseline(name, store, split=split, times=days)
-    accs = accumulate_models(preds, truth, mask, thresholds, scales=scales)
+    point, quantile_preds = split_heads(preds)  # every head scored as a field too
+    accs = accumulate_models(point, truth, mask, thresholds, scales=scales)
+    probabilistic: dict[str, Any] = {}
+    if quantile_preds:
+        events = {k: thresholds[k] for k in EVENTS}
+        clim = training_climatology(store, events, mask)
+        names = ", ".join(quantile_preds)
+        echo(f"accumulating the quantile heads and exceedance probabilities of {names}")
+        deterministic = {n: p for n, p in point.items() if n in preds and n not in quantile_preds}
+        qaccs, paccs = accumulate_probabilistic(quantile_preds, deterministic, truth, mask, events,
+                                                clim)  # fmt: skip
+        probabilistic = {"events": events, "climatology": clim, "quantile": qaccs,
+                         "probability": paccs}  # fmt: skip
     meta = {
         "split": split,
         "store": str(store),
@@ -414,15 +454,25 @@ def verify_run(
             "checkpoints": {k: str(Path(v).resolve()) for k, v in ckpts.items()},
             "checkpoint_sha256": {k: file_sha256(v) for k, v in ckpts.items()},
         }
+        extra = {k: probabilistic[k] for k in ("events", "climatology") if probabilistic}
         manifest = save_states(
             accs,
             save_state,
-            {"run": str(run.resolve()), **meta, **source, "period": _period_json(period)},
+            {"run": str(run.resolve()), **meta, **source, "period": _period_json(period), **extra},
+            probabilistic={k: probabilistic[k] for k in ("quantile", "probability")}
+            if probabilistic
+            else None,
         )
         echo(f"saved {manifest['n_days']} days of {len(accs)} models to {save_state}")
         return manifest
-    result = score_models(accs, pairs=_default_pairs(list(preds)), n_boot=n_boot, seed=seed)
+    result = score_models(accs, pairs=_default_pairs(list(point)), n_boot=n_boot, seed=seed)
     result = _result_meta(result, **meta)
+    if probabilistic:
+        result["probabilistic"] = score_probabilistic(
+            probabilistic["quantile"], probabilistic["probability"],
+            events=probabilistic["events"], climatology=probabilistic["climatology"],
+            n_boot=n_boot, seed=seed,
+        )  # fmt: skip
     for name, res in result["models"].items():
         ex = res.get("excluded", {})
         if any(ex.values()):
@@ -436,11 +486,17 @@ def verify_run(
         result["period"] = [str(days.min()), str(days.max())]
     atomic_write_text(rundir.metrics("verify"), json.dumps(result, indent=2) + "\n")
     if figures:
+        models = {n: point[n] for n in preds}  # the median head stands for a quantile model
         plots.save(
-            plots.plot_verification_maps(truth, preds, mask, units=units),
+            plots.plot_verification_maps(truth, models, mask, units=units),
             rundir.figure("verify_maps"),
         )
         plots.save(plots.plot_scores(result), rundir.figure("verify_scores"))
+        if "probabilistic" in result:
+            plots.save(prob_plots.plot_quantile_reliability(result),
+                       rundir.figure("verify_quantile_reliability"))  # fmt: skip
+            plots.save(prob_plots.plot_reliability_diagrams(result),
+                       rundir.figure("verify_reliability_diagrams"))  # fmt: skip
     return result
 
 

@@ -8,7 +8,11 @@ so that the pieces of a long archive can be verified in separate jobs, saved,
 and merged later; a round trip is exact.
 
 A state folder (``downpour verify --period … --save-state DIR``) holds one
-state file per model (``DIR/<model>.npz``) and a manifest
+state file per model (``DIR/<model>.npz``), for a run with a quantile SRDRN
+the probabilistic accumulators too (``DIR/quantile.<model>.npz`` of a
+:class:`~downpour.metrics.quantiles.QuantileAccumulator`,
+``DIR/probability.<model>.npz`` of each deterministic model as a 0/1
+forecast, :class:`~downpour.metrics.probability.ProbabilityAccumulator`), and a manifest
 (``DIR/manifest.json``) naming the run, store and checkpoints with their
 SHA-256. :func:`merge_pieces` reads several such folders, refuses pieces of
 another run, store or checkpoint and days present twice, and merges each
@@ -29,6 +33,8 @@ import numpy as np
 from downpour.core.errors import DownpourError
 from downpour.core.files import atomic_dir, atomic_file
 from downpour.metrics.accumulator import STATE_VERSION, VerificationAccumulator
+from downpour.metrics.probability import ProbabilityAccumulator
+from downpour.metrics.quantiles import QuantileAccumulator
 
 __all__ = [
     "MANIFEST",
@@ -37,6 +43,7 @@ __all__ = [
     "file_sha256",
     "load_state",
     "merge_pieces",
+    "merge_probabilistic_pieces",
     "read_manifest",
     "save_state",
     "save_states",
@@ -53,7 +60,9 @@ _SOURCE_KEYS = ("run", "store", "checkpoints", "checkpoint_sha256")
 # ------------------------------------------------------------------ state files
 
 
-def save_state(acc: VerificationAccumulator, path: str | Path) -> Path:
+def save_state(
+    acc: VerificationAccumulator | QuantileAccumulator | ProbabilityAccumulator, path: str | Path
+) -> Path:
     """Write an accumulator to an ``.npz`` file through a temporary file and a rename.
 
     Parameters
@@ -75,8 +84,16 @@ def save_state(acc: VerificationAccumulator, path: str | Path) -> Path:
     return path
 
 
-def load_state(path: str | Path) -> VerificationAccumulator:
-    """Read an accumulator written by :func:`save_state`.
+#: The accumulator classes a state file may hold, by kind.
+STATE_KINDS: dict[str, Any] = {
+    "verification": VerificationAccumulator,
+    "quantile": QuantileAccumulator,
+    "probability": ProbabilityAccumulator,
+}
+
+
+def load_state(path: str | Path, kind: str = "verification") -> Any:
+    """Read an accumulator written by :func:`save_state` (``kind`` in :data:`STATE_KINDS`).
 
     Raises
     ------
@@ -92,7 +109,7 @@ def load_state(path: str | Path) -> VerificationAccumulator:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError) as e:
         raise DownpourError(f"{path}: not a verification state .npz ({e})") from e
-    return VerificationAccumulator.from_state(arrays, where=str(path))
+    return STATE_KINDS[kind].from_state(arrays, where=str(path))
 
 
 # ---------------------------------------------------------------- state folders
@@ -103,7 +120,11 @@ def _file_name(model: str) -> str:
 
 
 def save_states(
-    accs: Mapping[str, VerificationAccumulator], directory: str | Path, meta: Mapping[str, Any]
+    accs: Mapping[str, VerificationAccumulator],
+    directory: str | Path,
+    meta: Mapping[str, Any],
+    *,
+    probabilistic: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Save one accumulator per model and a ``manifest.json`` into ``directory``.
 
@@ -119,12 +140,16 @@ def save_states(
         Output folder; a previous state folder there is replaced as a whole.
     meta
         JSON-ready facts for the manifest (run, store, split, units, thresholds, ...).
+    probabilistic
+        ``{"quantile": {model: QuantileAccumulator}, "probability": {model:
+        ProbabilityAccumulator}}`` of a run with a quantile SRDRN, or None.
 
     Returns
     -------
     dict
         The manifest: ``meta`` plus ``models`` (``{model: file}``), ``days``
-        (first and last day), ``n_days``, ``scales`` and ``kind``/``version``.
+        (first and last day), ``n_days``, ``scales`` and ``kind``/``version``;
+        with ``probabilistic``, ``probabilistic_models`` (``{kind: {model: file}}``).
 
     Raises
     ------
@@ -147,9 +172,18 @@ def save_states(
         "days": [str(times.min()), str(times.max())] if times.size else [],
         "models": files,
     }
+    extra = {
+        kind: {name: f"{kind}.{_file_name(name)}" for name in group}
+        for kind, group in (probabilistic or {}).items()
+    }
+    if extra:
+        manifest["probabilistic_models"] = extra
     with atomic_dir(directory) as tmp:
         for name, acc in accs.items():
             save_state(acc, tmp / files[name])
+        for kind, group in (probabilistic or {}).items():
+            for name, acc in group.items():
+                save_state(acc, tmp / extra[kind][name])
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -248,17 +282,43 @@ def merge_pieces(
                     f"{d}: {key} {m.get(key)!r} differs from {ref.get(key)!r} in {dirs[0]}; "
                     "merge pieces of the same verification only"
                 )
-        if set(m["models"]) != set(ref["models"]):
+        if set(m["models"]) != set(ref["models"]) or m.get("probabilistic_models") != ref.get(
+            "probabilistic_models"
+        ):
             raise DownpourError(
                 f"{d} holds models {sorted(m['models'])} but {dirs[0]} holds "
                 f"{sorted(ref['models'])}; verify the same models in every piece"
             )
-    accs: dict[str, VerificationAccumulator] = {}
-    for name in ref["models"]:
-        for d, m in zip(dirs, manifests, strict=True):
-            acc = load_state(d / m["models"][name])
+    accs = _merge_files(dirs, [m["models"] for m in manifests], "verification")
+    return ref, accs
+
+
+def _merge_files(dirs: list[Path], files: list[Mapping[str, str]], kind: str) -> dict[str, Any]:
+    """Load and merge each model's state files of one kind across the pieces."""
+    accs: dict[str, Any] = {}
+    for name in files[0]:
+        for d, f in zip(dirs, files, strict=True):
+            acc = load_state(d / f[name], kind)
             try:
                 accs[name] = accs[name].merge(acc) if name in accs else acc
             except DownpourError as e:
                 raise DownpourError(f"{d}: cannot merge {name!r} into the other pieces: {e}") from e
-    return ref, accs
+    return accs
+
+
+def merge_probabilistic_pieces(directories: Sequence[str | Path]) -> dict[str, dict[str, Any]]:
+    """Merge the probabilistic accumulators of pieces checked by :func:`merge_pieces`.
+
+    Returns
+    -------
+    dict
+        ``{"quantile": {model: QuantileAccumulator}, "probability": {model:
+        ProbabilityAccumulator}}``, empty when the pieces hold none.
+    """
+    dirs = [Path(d) for d in directories]
+    manifests = [read_manifest(d) for d in dirs]
+    kinds = manifests[0].get("probabilistic_models", {})
+    return {
+        kind: _merge_files(dirs, [m["probabilistic_models"][kind] for m in manifests], kind)
+        for kind in kinds
+    }

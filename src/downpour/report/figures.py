@@ -299,8 +299,12 @@ def plot_verification_maps(
 
 
 def plot_scores(result: dict[str, Any]) -> Figure:
-    """CSI and SEDI at P95 and P99 per model, with bootstrap 95% intervals as error bars."""
-    names = list(result["models"])
+    """CSI and SEDI at P95 and P99 per model, with bootstrap 95% intervals as error bars.
+
+    Quantile models appear by their median head; their other heads
+    (``"name q0.99"``) are left out here.
+    """
+    names = [n for n in result["models"] if " " not in n]
     panels = [("csi", "P95"), ("csi", "P99"), ("sedi", "P95"), ("sedi", "P99")]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
     x = np.arange(len(names))

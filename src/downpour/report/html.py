@@ -29,6 +29,7 @@ from downpour.core.errors import DownpourError
 from downpour.core.files import atomic_write_text
 from downpour.core.rundir import RunDir
 from downpour.report import figures as plots
+from downpour.report import probabilistic as prob
 from downpour.report.tables import quality_rows, verification_table
 
 __all__ = ["read_training_log", "training_curves", "write_report"]
@@ -216,11 +217,44 @@ def _verify_section(run: Path) -> str:
         parts.append("<h3>GPD tail of the daily domain maximum</h3>")
         parts.append(_table(["model", "ξ pred", "ξ truth", "scale pred", "scale truth"], gpd_rows))
     parts.append("<h3>Which differences are significant</h3><ul>")
-    for line in result.get("significance", []):
+    for line in result.get("significance", []) + prob.difference_lines(result):
         cls = "sig" if line.endswith(", significant") else "nosig"
         parts.append(f'<li class="{cls}">{html.escape(line)}</li>')
     parts.append("</ul>")
+    if "probabilistic" in result:
+        parts.append(_probabilistic_section(run, result))
     for fig, alt in (("verify_scores", "scores with intervals"), ("verify_maps", "maps")):
+        p = RunDir(run).figure(fig)
+        if p.is_file():
+            parts.append(_img(p, alt))
+    return "\n".join(parts)
+
+
+def _probabilistic_section(run: Path, result: dict[str, Any]) -> str:
+    """Quantile heads as fields, quantile reliability, exceedance-probability scores."""
+    heads = prob.head_names(result)
+    clim = result["probabilistic"]["climatology"]
+    parts = [
+        "<h3>Quantile SRDRN: every head as a field</h3>",
+        "<p>The median head is scored under the model's name (its point forecast).</p>",
+        _table(["score", *heads], verification_table(result, heads)[1]),
+        "<h3>Quantile reliability and pinball score</h3>",
+        "<p>Reliability: observed fraction of truth ≤ q<sub>τ</sub>; where the truth equals the "
+        "head (both 0 on dry cells) ties count by the rule of docs/metrics.md (the expected "
+        "randomised PIT with the tie weight estimated from the sample), and the bracket "
+        "truth &lt; q … ≤ q is shown beside it.</p>",
+        _table(prob.QUANTILE_HEADER, prob.quantile_rows(result)),
+        "<h3>Exceedance probabilities</h3>",
+        "<p>Quantile models: P(y &gt; t) from their heads; deterministic models as 0/1 "
+        "forecasts. Brier skill score against the training climatology ("
+        + html.escape(", ".join(f"{k} {v:.4f}" for k, v in clim.items()))
+        + ").</p>",
+        _table(prob.EVENT_HEADER, prob.event_rows(result)),
+    ]
+    for fig, alt in (
+        ("verify_quantile_reliability", "quantile reliability"),
+        ("verify_reliability_diagrams", "reliability diagrams"),
+    ):
         p = RunDir(run).figure(fig)
         if p.is_file():
             parts.append(_img(p, alt))

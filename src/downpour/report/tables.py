@@ -72,13 +72,18 @@ def significance_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def verification_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def verification_table(
+    result: dict[str, Any], names: list[str] | None = None
+) -> tuple[list[str], list[list[str]]]:
     """Rows ``score × model`` of the headline scores, each ``estimate [low, high]``.
 
-    A last row counts the cells inside the mask that were left out of the
-    scores (truth missing, prediction NaN or infinite), when there are any.
+    ``names``: the models (columns), default every model except the extra
+    heads of quantile models (``"name q0.99"``; their median head is
+    ``name``). A last row counts the cells inside the mask that were left
+    out of the scores (truth missing, prediction NaN or infinite), when
+    there are any.
     """
-    names = list(result["models"])
+    names = names if names is not None else [n for n in result["models"] if " " not in n]
     rows = []
     for label, section, thr, score in HEADLINE:
         if thr is not None and thr not in result["models"][names[0]]["categorical"]:
