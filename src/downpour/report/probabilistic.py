@@ -100,12 +100,18 @@ def event_rows(result: dict[str, Any]) -> list[list[str]]:
             e = res["events"][event]
             iv = res["intervals"]["events"][event]
             kind = "quantile heads" if name in prob.get("quantile_models", {}) else "0/1"
+            rel = res["intervals"].get("reliability", {}).get(event, {})
+            note = (
+                f" (only {rel['event_days']} event days: intervals unreliable)"
+                if rel and not rel["reliable"]
+                else ""
+            )
             rows.append(
                 [
                     event,
                     f"{name} ({kind})",
                     interval(iv["brier"], 4),
-                    interval(iv["bss"]),
+                    interval(iv["bss"]) + note,
                     interval(iv["roc_auc"]),
                     f"{e['base_rate']:.4f}",
                 ]
