@@ -16,7 +16,9 @@ interval excludes 0.
   :class:`~downpour.metrics.quantiles.QuantileAccumulator` stands for its
   ``probabilities``);
 - :func:`paired_quantile_difference`: the pinball score per level of two
-  quantile forecasts at the same levels.
+  quantile forecasts at the same levels;
+- :func:`paired_crps_difference`: the CRPS of an ensemble against a
+  deterministic forecast's MAE (its CRPS), as a difference and a ratio.
 
 Examples
 --------
@@ -38,13 +40,20 @@ from typing import Any
 import numpy as np
 
 from downpour.core.errors import DownpourError
+from downpour.metrics.accumulator import VerificationAccumulator
 from downpour.metrics.bootstrap import BootstrapResult, bootstrap_days
 from downpour.metrics.day_table import DayTableScores, day_label
+from downpour.metrics.ensemble_verification import EnsembleAccumulator
 from downpour.metrics.probability import ProbabilityAccumulator
 from downpour.metrics.probability_scores import event_scores
 from downpour.metrics.quantiles import QuantileAccumulator, quantile_scores, tau_key
 
-__all__ = ["PAIRED_EVENT_SCORES", "paired_event_difference", "paired_quantile_difference"]
+__all__ = [
+    "PAIRED_EVENT_SCORES",
+    "paired_crps_difference",
+    "paired_event_difference",
+    "paired_quantile_difference",
+]
 
 #: Event scores whose paired differences are reported.
 PAIRED_EVENT_SCORES = ("brier", "bss", "roc_auc")
@@ -174,6 +183,70 @@ def paired_quantile_difference(
         "quantiles": {
             tau_key(t): {"pinball": leaf(boot["pinball"], j)} for j, t in enumerate(a.taus)
         },
+        "n_boot": n_boot,
+        "seed": seed,
+        "level": level,
+    }
+
+
+def paired_crps_difference(
+    ens: EnsembleAccumulator,
+    ref: VerificationAccumulator | EnsembleAccumulator,
+    *,
+    estimator: str = "ecdf",
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Mean CRPS of an ensemble minus a reference's, with a paired bootstrap interval over days.
+
+    Parameters
+    ----------
+    ens
+        The ensemble's accumulator.
+    ref
+        A deterministic forecast's :class:`VerificationAccumulator` (its CRPS is
+        its MAE, ``Σ|e| / n``), or an :class:`EnsembleAccumulator` (its ECDF
+        CRPS; with K = 1 exactly the MAE of the one member).
+    estimator
+        CRPS of ``ens``: ``"ecdf"`` or ``"fair"``.
+    n_boot, seed, level
+        As in :func:`downpour.metrics.bootstrap.bootstrap_days`.
+
+    Returns
+    -------
+    dict
+        ``difference`` (``ens − ref``, negative favours the ensemble) and
+        ``ratio`` (``ens / ref``), each ``{"estimate", "low", "high",
+        "dropped", "significant"}`` (significant: the interval excludes 0 for
+        the difference, 1 for the ratio); ``ensemble`` and ``reference``
+        (the two scores with intervals on the same resamples); ``estimator``,
+        ``n_boot``, ``seed``, ``level``.
+
+    Raises
+    ------
+    DownpourError
+        When the two cover different days, or different valid cells on a day.
+    """
+    if estimator not in ("ecdf", "fair"):
+        raise DownpourError(f"paired_crps_difference: unknown estimator {estimator!r}")
+    ce, cr = _check_pair(ens, ref, "paired_crps_difference")  # type: ignore[arg-type]
+    se = ce[f"crps_{estimator}"]
+    sr = cr["sum_abs"] if isinstance(ref, VerificationAccumulator) else cr["crps_ecdf"]
+    n = ce["n"].astype(np.float64)
+
+    def scores(w: np.ndarray) -> dict[str, np.ndarray]:
+        a, b = (w @ se) / (w @ n), (w @ sr) / (w @ n)
+        return {"ensemble": a, "reference": b, "difference": a - b, "ratio": a / b}
+
+    boot, leaf = _boot(scores, ens.n_days, n_boot, seed, level)
+    ratio = boot["ratio"].at()
+    return {
+        "difference": leaf(boot["difference"]),
+        "ratio": {**ratio, "significant": bool(ratio["low"] > 1 or ratio["high"] < 1)},
+        "ensemble": boot["ensemble"].at(),
+        "reference": boot["reference"].at(),
+        "estimator": estimator,
         "n_boot": n_boot,
         "seed": seed,
         "level": level,
