@@ -28,6 +28,7 @@ SMALL = [
     "srdrn.epochs=2",
     "srdrn.batches_per_epoch=3",
     "train.checkpoint_every=1",
+    "srdrn.val_every=1",  # the demo validates every 4 epochs; these tests check each epoch
 ]
 N_TRAIN = 90  # 2001-01-01 .. 2001-03-31
 

@@ -28,3 +28,19 @@ def test_bf16_warning_matches_the_hardware():
         with pytest.warns(UserWarning, match="without native bf16 kernels"):
             assert warn_slow_bf16(cfg) is True
     assert warn_slow_bf16(TrainConfig(precision="32", accelerator="cpu")) is False
+
+
+def test_validation_cadence_reaches_the_trainer(tmp_path):
+    from downpour.config import load_config
+    from downpour.downscaling.srdrn_module import srdrn_train_config
+    from downpour.training.trainer import build_trainer
+
+    trainer = build_trainer(TrainConfig(val_every=3, epochs=6), tmp_path, kind="toy",
+                            enable_progress_bar=False)  # fmt: skip
+    assert trainer.check_val_every_n_epoch == 3
+    short = build_trainer(TrainConfig(val_every=4, epochs=2), tmp_path, kind="toy",
+                          enable_progress_bar=False)  # fmt: skip
+    assert short.check_val_every_n_epoch == 2  # the last epoch is always validated
+    demo = load_config("demo")
+    assert demo.train.val_every == 1 and srdrn_train_config(demo).val_every == 4
+    assert srdrn_train_config(load_config("demo", ["srdrn.val_every=null"])).val_every == 1

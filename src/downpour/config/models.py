@@ -106,6 +106,9 @@ class SRDRNConfig(Section):
     channels_last: bool | None = Field(
         None, description="NHWC memory format for SRDRN; None: train.channels_last"
     )
+    val_every: int | None = Field(
+        None, ge=1, description="validate SRDRN every N epochs; None: train.val_every"
+    )
     quantiles: list[float] = Field(
         default_factory=list,
         description="quantile levels τ of the output heads, strictly increasing in (0, 1), "

@@ -34,6 +34,12 @@ class TrainConfig(Section):
     flips: bool = False
     noise: float = Field(0.0, ge=0.0)
     checkpoint_every: int = Field(10, ge=1)
+    val_every: int = Field(
+        1,
+        ge=1,
+        description="validate every N epochs (early-stopping patience then counts validations); "
+        "lowered to the largest divisor of the epochs so the last epoch is always validated",
+    )
     max_batches_per_epoch: int | None = Field(
         None, ge=1, description="cap on training batches per epoch (None: every day once)"
     )

@@ -60,7 +60,7 @@ def srdrn_train_config(cfg: Config, *, epochs: int | None = None) -> TrainConfig
     From ``srdrn``: ``epochs`` (or the ``epochs`` given here, e.g. to fit a
     step budget), ``batch_size``, ``lr``, ``scheduler``,
     ``min_heavy_fraction`` and ``patience`` (None: no early stopping, so a
-    fixed budget is trained whole) and ``channels_last`` when set. No
+    fixed budget is trained whole), ``channels_last`` and ``val_every`` when set. No
     flips or noise (the published recipe
     has no augmentation), and no ``max_batches_per_epoch`` cap (SRDRN's
     epoch length is ``srdrn.batches_per_epoch``). ``train.monitor`` is kept
@@ -83,6 +83,7 @@ def srdrn_train_config(cfg: Config, *, epochs: int | None = None) -> TrainConfig
             "max_batches_per_epoch": None,
             "monitor": t.monitor if t.monitor in SRDRN_MONITORS else "val/MAE_tail",
             "channels_last": SRDRN.trained_channels_last(cfg),
+            "val_every": s.val_every or t.val_every,
         }
     )
 

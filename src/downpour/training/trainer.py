@@ -47,6 +47,7 @@ __all__ = [
     "checkpoint_paths",
     "processes_per_node",
     "resolve_strategy",
+    "val_cadence",
 ]
 
 
@@ -194,6 +195,20 @@ def warn_slow_bf16(cfg: TrainConfig) -> bool:
     return True
 
 
+def val_cadence(val_every: int, epochs: int) -> int:
+    """Validate every N epochs: the largest N ≤ ``val_every`` dividing ``epochs``.
+
+    So the last epoch is always validated (and checkpointed), whatever the
+    number of epochs.
+
+    Examples
+    --------
+    >>> val_cadence(4, 8), val_cadence(4, 2), val_cadence(4, 5), val_cadence(1, 7)
+    (4, 2, 1, 1)
+    """
+    return max(n for n in range(1, max(1, val_every) + 1) if epochs % n == 0)
+
+
 def build_trainer(
     cfg: TrainConfig,
     run_dir: str | Path,
@@ -290,6 +305,7 @@ def build_trainer(
         "use_distributed_sampler": False,  # the stratified batch sampler splits by rank itself
         "deterministic": False,
         "num_sanity_val_steps": 0,
+        "check_val_every_n_epoch": val_cadence(cfg.val_every, max_epochs or cfg.epochs),
         "plugins": [AtomicCheckpointIO()],
     }
     kwargs.update(overrides)
