@@ -32,12 +32,13 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from downpour.core.errors import DownpourError
 
-__all__ = ["DayTable", "DayTableScores", "day_label"]
+__all__ = ["DayTable", "DayTableScores", "day_label", "mask_state", "state_mask"]
 
 #: Column specification: ``{name: (trailing shape, dtype)}``.
 Spec = Mapping[str, "tuple[tuple[int, ...], type | np.dtype]"]
@@ -167,6 +168,40 @@ class DayTable:
         return table
 
 
+def mask_state(mask: np.ndarray | None) -> np.ndarray:
+    """Return a mask as stored in a state: the array, or ``(0, 0)`` for none."""
+    return mask if mask is not None else np.zeros((0, 0), dtype=bool)
+
+
+def state_mask(
+    arrays: Mapping[str, np.ndarray], *, version: int, what: str, keys: tuple[str, ...], where: str
+) -> np.ndarray | None:
+    """Check a state's layout version and keys (``mask`` among them); return its mask.
+
+    Raises
+    ------
+    DownpourError
+        For another layout version or a missing key (named with ``what`` and ``where``).
+
+    Examples
+    --------
+    >>> state_mask({"version": np.array(1), "mask": np.zeros((0, 0))}, version=1, what="x",
+    ...            keys=("mask",), where="f.npz") is None
+    True
+    """
+    found = int(arrays["version"]) if "version" in arrays else None
+    if found != version:
+        raise DownpourError(
+            f"{where}: {what} state version {found}, this version reads {version}; "
+            "recompute the state with this version of downpour"
+        )
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise DownpourError(f"{where}: {what} state lacks {missing}")
+    mask = np.asarray(arrays["mask"])
+    return mask if mask.size else None
+
+
 class DayTableScores:
     """Base of accumulators over a :class:`DayTable` (``self._days``) of valid-cell counts.
 
@@ -203,6 +238,21 @@ class DayTableScores:
             "missing_truth": int(cols["n_missing_truth"].sum()),
             "nonfinite_prediction": int(cols["n_bad_pred"].sum()),
         }
+
+    def _restore(self, arrays: Mapping[str, np.ndarray], where: str, probability_cls: Any) -> None:
+        """Restore the days, and the event probabilities stored under ``prob_`` if any.
+
+        ``probability_cls`` is :class:`~downpour.metrics.probability.ProbabilityAccumulator`
+        (passed in: that module imports this one).
+        """
+        self._days = DayTable.from_state(arrays, self._days.spec, where=where)
+        if "prob_version" in arrays:
+            probs = probability_cls.from_state(arrays, prefix="prob_", where=where)
+            if not np.array_equal(probs.times.view(np.int64), self.times.view(np.int64)):
+                raise DownpourError(
+                    f"{where}: the probabilities cover other days than the {self._what}"
+                )
+            self.probabilities = probs
 
     def _checked(self) -> dict[str, np.ndarray]:
         """Return the per-day statistics; an error without days or without a valid cell."""

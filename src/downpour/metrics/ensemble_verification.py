@@ -73,7 +73,7 @@ import numpy as np
 from downpour.core.errors import DownpourError
 from downpour.metrics.bootstrap import bootstrap_days
 from downpour.metrics.day_stats import BLOCK_CELLS, count_cells, threshold_for
-from downpour.metrics.day_table import DayTable, DayTableScores
+from downpour.metrics.day_table import DayTable, DayTableScores, mask_state, state_mask
 from downpour.metrics.ensemble import crps_ensemble, rank_histogram
 from downpour.metrics.inputs import as_days, as_mask, as_times, to_numpy
 from downpour.metrics.probability import ProbabilityAccumulator
@@ -327,7 +327,7 @@ class EnsembleAccumulator(DayTableScores):
             "version": np.array(STATE_VERSION),
             "members": np.array(self.members),
             "seed": np.array(self.seed),
-            "mask": self.mask if self.mask is not None else np.zeros((0, 0), dtype=bool),
+            "mask": mask_state(self.mask),
             **self._days.state(),
         }
         if self.probabilities is not None:
@@ -345,30 +345,10 @@ class EnsembleAccumulator(DayTableScores):
         DownpourError
             For another layout version, or a missing or misshapen array.
         """
-        version = int(arrays["version"]) if "version" in arrays else None
-        if version != STATE_VERSION:
-            raise DownpourError(
-                f"{where}: ensemble state version {version}, this version reads {STATE_VERSION}; "
-                "recompute the state with this version of downpour"
-            )
-        missing = [k for k in ("members", "seed", "mask") if k not in arrays]
-        if missing:
-            raise DownpourError(f"{where}: ensemble state lacks {missing}")
-        mask = np.asarray(arrays["mask"])
-        acc = cls(
-            mask=mask if mask.size else None,
-            seed=int(arrays["seed"]),
-            members=int(arrays["members"]) or None,
-        )
-        acc._days = DayTable.from_state(arrays, acc._days.spec, where=where)
-        if "prob_version" in arrays:
-            acc.probabilities = ProbabilityAccumulator.from_state(
-                arrays, prefix="prob_", where=where
-            )
-            if not np.array_equal(acc.probabilities.times.view(np.int64), acc.times.view(np.int64)):
-                raise DownpourError(
-                    f"{where}: the probabilities cover other days than the ensemble"
-                )
+        mask = state_mask(arrays, version=STATE_VERSION, what="ensemble",
+                          keys=("members", "seed", "mask"), where=where)  # fmt: skip
+        acc = cls(mask=mask, seed=int(arrays["seed"]), members=int(arrays["members"]) or None)
+        acc._restore(arrays, where, ProbabilityAccumulator)
         return acc
 
     def compute(self) -> dict[str, Any]:

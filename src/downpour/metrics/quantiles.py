@@ -75,7 +75,7 @@ import numpy as np
 from downpour.core.errors import DownpourError
 from downpour.metrics.bootstrap import bootstrap_days
 from downpour.metrics.day_stats import BLOCK_CELLS, count_cells
-from downpour.metrics.day_table import DayTable, DayTableScores
+from downpour.metrics.day_table import DayTable, DayTableScores, mask_state, state_mask
 from downpour.metrics.exceedance import check_taus, exceedance_probability
 from downpour.metrics.inputs import as_days, as_mask, as_times, to_numpy
 from downpour.metrics.probability import ProbabilityAccumulator
@@ -275,7 +275,7 @@ class QuantileAccumulator(DayTableScores):
             "version": np.array(STATE_VERSION),
             "taus": self.taus.copy(),
             "lower": np.array(self.lower),
-            "mask": self.mask if self.mask is not None else np.zeros((0, 0), dtype=bool),
+            "mask": mask_state(self.mask),
             **self._days.state(),
         }
         if self.probabilities is not None:
@@ -293,26 +293,10 @@ class QuantileAccumulator(DayTableScores):
         DownpourError
             For another layout version, or a missing or misshapen array.
         """
-        version = int(arrays["version"]) if "version" in arrays else None
-        if version != STATE_VERSION:
-            raise DownpourError(
-                f"{where}: quantile state version {version}, this version reads {STATE_VERSION}; "
-                "recompute the state with this version of downpour"
-            )
-        missing = [k for k in ("taus", "lower", "mask") if k not in arrays]
-        if missing:
-            raise DownpourError(f"{where}: quantile state lacks {missing}")
-        mask = np.asarray(arrays["mask"])
-        acc = cls(arrays["taus"], mask=mask if mask.size else None, lower=float(arrays["lower"]))
-        acc._days = DayTable.from_state(arrays, acc._days.spec, where=where)
-        if "prob_version" in arrays:
-            acc.probabilities = ProbabilityAccumulator.from_state(
-                arrays, prefix="prob_", where=where
-            )
-            if not np.array_equal(acc.probabilities.times, acc.times):
-                raise DownpourError(
-                    f"{where}: the probabilities cover other days than the quantiles"
-                )
+        mask = state_mask(arrays, version=STATE_VERSION, what="quantile",
+                          keys=("taus", "lower", "mask"), where=where)  # fmt: skip
+        acc = cls(arrays["taus"], mask=mask, lower=float(arrays["lower"]))
+        acc._restore(arrays, where, ProbabilityAccumulator)
         return acc
 
     def compute(self) -> dict[str, Any]:
