@@ -104,6 +104,7 @@ def test_cli_evaluate_and_compare(sampled_run, tmp_path):
     res = runner.invoke(cli, ["evaluate", str(samples), "--out", str(run_a), "--no-figures"])
     assert res.exit_code == 0, res.output
     assert "diversity" in res.output and "posterior mode" in res.output
+    assert "CRPS ECDF / fair" in res.output and "RAPSD ratio" in res.output
     assert not (run_a / "figures").exists()
     (run_b / "metrics").mkdir(parents=True)
     summary = read_quality(run_a)["posterior_train"]

@@ -20,9 +20,15 @@ def test_evaluate_writes_json_and_figures(sampled_run, tmp_path):
         assert saved[key] == pytest.approx(direct[key]) == pytest.approx(q.summary[key])
     assert saved["mode"] == "posterior" and saved["members"] == 3
     assert saved["real"]["max"] == pytest.approx(float(np.nanmax(ds["target"].values)))
-    for name in ("members", "intensity", "rapsd", "distributions"):
+    for name in ("members", "intensity", "rapsd", "rapsd_ratio", "rank_histogram", "distributions"):
         png = tmp_path / "figures" / f"posterior_train_{name}.png"
         assert png.read_bytes()[:8] == PNG and png.stat().st_size > 10_000
+    # ensemble scores and the RAPSD ratio are in the JSON beside the older keys
+    assert saved["ensemble"]["crps_ecdf"] == pytest.approx(direct["ensemble"]["crps_ecdf"])
+    assert len(saved["ensemble"]["rank_histogram"]["frequencies"]) == 3 + 1
+    assert saved["real"]["P99.9"] >= saved["real"]["P99"]
+    ratio = saved["rapsd_ratio"]
+    assert len(ratio["ratio"]) == len(ratio["wavelength"]) == q.spectra.sizes["wavenumber"] - 1
     # the spectra of the real fields equal the mean RAPSD of the real fields
     from downpour.metrics.spectra import mean_rapsd
 

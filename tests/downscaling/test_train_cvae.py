@@ -238,3 +238,48 @@ def test_launched_processes_must_not_all_prepare_the_store(tmp_path, monkeypatch
     monkeypatch.setenv("SLURM_NTASKS", "1")
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert launched_processes() == 1
+
+
+#: The ensemble generator on the small run: arch lowres, ensemble objective, 3 members.
+ENSEMBLE = [
+    "model.arch=lowres", "model.skips=false", "model.head=relu", "loss.objective=ensemble",
+    "loss.beta_kl=0", "loss.lambda_sparse=0", "loss.lambda_focal=0", "loss.members=3",
+    "train.monitor=val/CRPS", "sampling.mode=prior", "sampling.wet_rule=bernoulli",
+]  # fmt: skip
+
+
+def test_ensemble_objective_trains_logs_crps_and_samples_from_its_checkpoint(quarter_run, tmp_path):
+    from downpour.downscaling.sampling import load_cvae, sample_cvae
+    from downpour.downscaling.store import open_store
+    from downpour.models.generator import LowResGenerator
+
+    cfg = load_config("demo", [*SMALL, *ENSEMBLE, "train.epochs=2"])
+    run = copy_run(quarter_run, tmp_path / "run")
+    res = fit(cfg, run)
+    rows = list(csv.DictReader((run / "logs" / "cvae" / "version_0" / "metrics.csv").open()))
+    cols = set(rows[0])
+    terms = ("train/crps", "train/crps_pool4", "train/crps_pool12", "train/spread")
+    for name in (*terms, "val/CRPS", "val/MAE", "val/MAE_tail", "val/spread_skill", "val/crps"):
+        assert name in cols, name
+    assert "train/kl" not in cols and "train/beta" not in cols  # no ELBO terms
+    crps = [float(r["val/CRPS"]) for r in rows if r.get("val/CRPS")]
+    mae = [float(r["val/MAE"]) for r in rows if r.get("val/MAE")]
+    # CRPS ≤ MAE of the ensemble mean always holds (Jensen): E|X − y| ≥ |E X − y|, minus spread
+    assert len(crps) == 2 and all(0 < c <= m for c, m in zip(crps, mae, strict=True))
+    assert res.metrics["val/CRPS"] == pytest.approx(crps[-1])
+    net, loaded_cfg, _ = load_cvae(run / "checkpoints" / "cvae" / "last.ckpt")
+    assert isinstance(net, LowResGenerator) and loaded_cfg.loss.objective == "ensemble"
+    sampling = loaded_cfg.sampling.model_copy(update={"members": 3})
+    ckpt, store = run / "checkpoints" / "cvae" / "last.ckpt", run / "data" / "store.zarr"
+    ds = sample_cvae([ckpt], store, sampling, progress=False)
+    s = ds["samples"].values
+    land = open_store(store)["mask"].values.astype(bool)
+    assert s.shape[1] == 3 and np.array_equal(np.isnan(s), np.broadcast_to(~land, s.shape))
+    assert (s[..., land] >= 0).all()  # NaN exactly off the mask, rain ≥ 0 on it
+    assert float(np.abs(s[:, 0] - s[:, 1])[..., land].mean()) > 0  # members differ
+
+
+def test_arch_lowres_refuses_the_elbo_objective(quarter_run, tmp_path):
+    cfg = load_config("demo", [*SMALL, "model.arch=lowres", "model.skips=false"])
+    with pytest.raises(DownpourError, match="loss.objective=ensemble"):
+        fit(cfg, copy_run(quarter_run, tmp_path / "run"))

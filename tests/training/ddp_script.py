@@ -12,6 +12,9 @@ At the end of ``fit`` each rank writes
 - ``RECORD_DIR/rank<r>.json``: ``{"rank", "world_size", "epochs": {epoch: [batch, ...]}}``,
   each batch the store indices (``batch["index"]``) of the days the rank received;
 - ``RECORD_DIR/rank<r>.pt``: the network's final ``state_dict``.
+
+For a network with ``members`` (the ensemble objective), the record also
+holds ``"members"``: per training step, ``[inputs, n, *output shape]``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,22 @@ class RecordRank(Callback):
     def __init__(self, out: Path) -> None:
         self.out = out
         self.epochs: dict[str, list[list[int]]] = {}
+        self.members: list[list[int]] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Wrap ``net.members`` (when there is one) to record each call's inputs and output."""
+        net = pl_module.net
+        if not hasattr(net, "members"):
+            return
+        original = net.members
+
+        def members(x: torch.Tensor, s: torch.Tensor, n: int, **kw: Any) -> torch.Tensor:
+            out = original(x, s, n, **kw)
+            if net.training:  # training steps only, not validation
+                self.members.append([int(x.shape[0]), int(n), *map(int, out.shape)])
+            return out
+
+        net.members = members
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -42,7 +61,8 @@ class RecordRank(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Write this rank's days and weights."""
         r = trainer.global_rank
-        record = {"rank": r, "world_size": trainer.world_size, "epochs": self.epochs}
+        record = {"rank": r, "world_size": trainer.world_size, "epochs": self.epochs,
+                  "members": self.members}  # fmt: skip
         (self.out / f"rank{r}.json").write_text(json.dumps(record))
         state = {k: v.detach().cpu().clone() for k, v in pl_module.net.state_dict().items()}
         torch.save(state, self.out / f"rank{r}.pt")

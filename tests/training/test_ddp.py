@@ -89,3 +89,39 @@ def test_two_cpu_ranks_split_the_days_and_end_with_identical_weights(
     ckpt = torch.load(run / "checkpoints" / "cvae" / "last.ckpt", weights_only=False)
     assert all(torch.equal(ckpt["state_dict"][f"net.{k}"], v) for k, v in w0.items())
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == 12  # 2 epochs × 6 steps per rank
+
+
+@needs_gloo
+def test_ensemble_members_of_one_input_are_decoded_on_its_rank(
+    tmp_path, small_overrides, half_year_run
+):
+    # the ensemble objective under 2-rank DDP: each rank draws all M members of
+    # each of its own inputs and scores them against that input's truth
+    sets = [*small_overrides, "train.epochs=1", "train.min_heavy_fraction=0",
+            "model.arch=lowres", "model.skips=false", "loss.objective=ensemble",
+            "loss.beta_kl=0", "loss.lambda_sparse=0", "loss.lambda_focal=0",
+            "loss.members=3", "train.monitor=val/CRPS"]  # fmt: skip
+    run, rec = tmp_path / "run", tmp_path / "rec"
+    copy_run(half_year_run, run)
+    cmd = [sys.executable, str(SCRIPT), str(rec), "train", "cvae", "-o", str(run)]
+    cmd += ["--devices", "2", "--accelerator", "cpu"]
+    for s in sets:
+        cmd += ["--set", s]
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=_clean_env(), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = [json.loads((rec / f"rank{r}.json").read_text()) for r in range(2)]
+    shape = load_config("demo", sets)
+    h, w = (int(v) for v in PrecipDataset(run / "data" / "store.zarr", "train")[0]["y"].shape[1:])
+    for r in records:
+        batches = [len(b) for b in r["epochs"]["0"]]
+        calls = r["members"]
+        # one members call per training batch: the rank's own inputs, 3 members each,
+        # all members of an input in its row of the (inputs, M, H, W) block
+        assert [c[0] for c in calls] == batches
+        assert all(c[1:] == [3, c[0], 3, h, w] for c in calls)
+    assert sum(len(b) for r in records for b in r["epochs"]["0"]) == 181
+    assert shape.loss.members == 3
+    w0, w1 = (torch.load(rec / f"rank{r}.pt") for r in range(2))
+    assert all(torch.equal(w0[k], w1[k]) for k in w0), "ranks ended with different weights"

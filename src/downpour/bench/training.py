@@ -106,7 +106,7 @@ def _module(kind: str, cfg: Config, info: dict[str, Any]) -> Any:
 
 def _loss(kind: str, module: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     if kind == "cvae":
-        return module._losses(batch)[0]
+        return module.step_loss(batch)
     pred, truth, mask = module._forward(batch)
     return module.loss(pred, truth, mask)
 

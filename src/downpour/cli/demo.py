@@ -28,11 +28,13 @@ __all__ = ["demo"]
 def demo(cfg: Config, out: Path, n_boot: int) -> None:
     """Run the main job on the embedded dataset (default config: the demo preset).
 
-    prepare → train cVAE → sample (posterior and prior) → evaluate → augment →
+    prepare → train the generator → sample (prior, and posterior for the
+    design notes' cVAE) → evaluate → augment →
     train SRDRN and the quantile SRDRN (srdrn.pipeline_quantiles) on real-only
     and on augmented data (same seed and steps) → verify them and the
     baselines (bicubic, BCSD) on the test years, the quantile SRDRN also by its
-    heads, quantile reliability and exceedance probabilities → report. Prints
+    heads, quantile reliability and exceedance probabilities, and the
+    generator's ensemble by CRPS, spread-skill and rank histogram → report. Prints
     the comparison tables and the report's path.
     """
     from downpour.data.splits import DrySplitWarning

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
+from rich.table import Table
 
 from downpour.cli.common import console, print_verification
 
@@ -57,6 +59,24 @@ __all__ = ["compare", "report", "verify", "verify_merge"]
     help="Save the accumulators (one .npz per model and manifest.json) into DIR instead of "
     "scoring; join pieces with `downpour verify-merge`.",
 )
+@click.option(
+    "--generator/--no-generator",
+    default=True,
+    show_default=True,
+    help="Score the run's cVAE (RUN/checkpoints/cvae/best.ckpt, else last.ckpt) as a "
+    "probabilistic downscaler: its prior-mode ensemble on the same days, the `generator` block "
+    "of verify.json (CRPS ECDF and fair, CRPS − MAE of every deterministic model with paired "
+    "intervals, spread–skill, rank histogram, Brier/BSS/reliability at P95 and P99, CSI/SEDI "
+    "of every member pooled). Nothing happens for a run without a cVAE.",
+)
+@click.option(
+    "--members",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Prior-mode members per day of the generator's ensemble (not sampling.members); "
+    "members are seeded per day, so pieces verified with --period merge exactly.",
+)
 def verify(
     run: Path,
     checkpoints: tuple[str, ...],
@@ -67,11 +87,16 @@ def verify(
     figures: bool,
     period: str | None,
     save_state: Path | None,
+    generator: bool,
+    members: int,
 ) -> None:
     """Verify the run's downscalers on the real test days (docs/metrics.md).
 
     Writes RUN/metrics/verify.json and RUN/figures/verify_*.png, and prints
     the scores with bootstrap intervals and which differences are significant.
+    A run with a cVAE gets its prior-mode ensemble scored too (--members per
+    day; --no-generator skips it): verify.json's `generator` block and
+    RUN/figures/verify_generator_*.png.
     With --save-state, only saves the accumulators of the (--period) days.
     """
     from downpour.downscaling.verify import verify_run
@@ -86,11 +111,37 @@ def verify(
             ckpts[name] = Path(path)
     result = verify_run(
         run, checkpoints=ckpts, baselines=baselines, split=split, fixed=fixed, n_boot=n_boot,
-        figures=figures, period=period, save_state=save_state,
-        echo=lambda m: console.print(escape(m)),
+        figures=figures, period=period, save_state=save_state, generator=generator,
+        members=members, echo=lambda m: console.print(escape(m)),
     )  # fmt: skip
     if save_state is None:
         print_verification(result)
+        _print_generator(result)
+
+
+def _print_generator(result: dict[str, Any]) -> None:
+    """Print the generator's block as two tables (nothing without one)."""
+    from downpour.report.tables import (
+        GENERATOR_DIFFERENCE_HEADER,
+        generator_difference_rows,
+        generator_rows,
+    )
+
+    if "generator" not in result:
+        return
+    k = result["generator"]["members"]
+    for title, header, rows in (
+        (f"generator: prior-mode ensemble of {k} members (estimate [95% bootstrap interval])",
+         ["score", "generator"], generator_rows(result)),
+        ("generator CRPS against each model's MAE (paired intervals)",
+         GENERATOR_DIFFERENCE_HEADER, generator_difference_rows(result)),
+    ):  # fmt: skip
+        table = Table(title=title)
+        for col in header:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
 
 
 @click.command("verify-merge")
@@ -110,6 +161,7 @@ def verify_merge(state_dirs: tuple[Path, ...], out: Path, n_boot: int) -> None:
 
     result = merge_states(state_dirs, out, n_boot=n_boot, echo=lambda m: console.print(escape(m)))
     print_verification(result)
+    _print_generator(result)
     console.print(escape(f"wrote {out}"))
 
 

@@ -25,6 +25,36 @@ class ModelConfig(Section):
     injection: Literal["every", "first", "first_two", "none"] = "every"
     head: Literal["relu", "softplus", "hurdle"] = "relu"
     prior: Literal["standard", "conditional"] = "standard"
+    arch: Literal["pyramid", "lowres"] = Field(
+        "pyramid",
+        description="pyramid: the design notes' cVAE (full-resolution encoders of x and y, "
+        "posterior and prior); lowres: the ensemble generator (conditioning trunk at the "
+        "low-res grid, upsampling stages with spatial noise maps and FiLM(z), prior only)",
+    )
+    noise_channels: int = Field(
+        4, ge=0, description="lowres: channels of N(0, 1) noise maps fed to every stage"
+    )
+    trunk_blocks: int = Field(4, ge=0, description="lowres: residual blocks at the low-res grid")
+    residual: Literal["none", "bicubic"] = Field(
+        "none",
+        description="lowres: none, or generate the correction (log1p space) over the bicubic "
+        "interpolation of the low-res precipitation channel",
+    )
+
+    @model_validator(mode="after")
+    def _arch_options(self) -> ModelConfig:
+        if self.arch == "lowres" and self.skips:
+            raise ValueError(
+                "model.skips applies to arch=pyramid (skips from its full-resolution "
+                "encoder); arch=lowres feeds every stage the static fields and noise maps "
+                "instead: set model.skips=false"
+            )
+        if self.arch == "pyramid" and self.residual != "none":
+            raise ValueError(
+                "model.residual applies to arch=lowres; set model.arch=lowres or "
+                "model.residual=none"
+            )
+        return self
 
 
 class LossConfig(Section):
@@ -57,6 +87,47 @@ class LossConfig(Section):
     dry_weight: float = Field(1.0, ge=0.0)
     lambda_hurdle: float = Field(1.0, ge=0.0)
     lambda_spectral: float = Field(0.0, ge=0.0)
+    objective: Literal["elbo", "ensemble"] = Field(
+        "elbo",
+        description="elbo: the design notes' reconstruction + KL objective (presets v1-v4); "
+        "ensemble: M members per input from the prior, scored with the almost-fair CRPS",
+    )
+    members: int = Field(4, ge=2, description="ensemble: members drawn per input")
+    crps_alpha: float = Field(
+        0.95, ge=0.0, le=1.0, description="ensemble: fairness α (1 fair, 0 ECDF CRPS)"
+    )
+    crps_scales: list[int] = Field(
+        default_factory=lambda: [4, 12],
+        description="ensemble: block sizes (cells) of the pooled CRPS terms",
+    )
+    lambda_pooled: float = Field(
+        1.0, ge=0.0, description="ensemble: weight of each pooled CRPS term"
+    )
+    lambda_spectral_crps: float = Field(
+        0.0, ge=0.0, description="ensemble: weight of the CRPS of log spectral amplitudes"
+    )
+
+    @field_validator("crps_scales")
+    @classmethod
+    def _scales(cls, v: list[int]) -> list[int]:
+        if any(s < 2 for s in v):
+            raise ValueError("loss.crps_scales are block sizes ≥ 2 (1 is the per-cell term)")
+        return v
+
+    @model_validator(mode="after")
+    def _ensemble_terms(self) -> LossConfig:
+        if self.objective != "ensemble":
+            return self
+        elbo_only = ("beta_kl", "lambda_sparse", "lambda_focal", "lambda_spectral")
+        bad = [k for k in elbo_only if k in self.model_fields_set and getattr(self, k) > 0]
+        if bad:
+            raise ValueError(
+                f"loss.objective=ensemble does not use {', '.join('loss.' + k for k in bad)} "
+                "(ELBO terms); set them to 0 or use loss.objective=elbo. The ensemble "
+                "objective keeps lambda_mass, lambda_multiscale and lambda_grad, on the "
+                "ensemble mean"
+            )
+        return self
 
 
 class SRDRNConfig(Section):

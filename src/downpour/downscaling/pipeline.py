@@ -5,9 +5,11 @@ runs the same steps:
 
 1. prepare the store (time split; normalisation from the training years);
 2. train the cVAE on the training years;
-3. sample the heavy training days in posterior and prior mode;
-4. score both samples stores (sample quality, docs/metrics.md#sample-quality);
-5. build the augmented training store from the posterior samples;
+3. sample the heavy training days in posterior and prior mode (prior mode
+   only for the ensemble generator, ``model.arch: lowres``, which has no
+   posterior);
+4. score the samples stores (sample quality, docs/metrics.md#sample-quality);
+5. build the augmented training store from the samples of ``sampling.mode``;
 6. train SRDRN on the real-only store and on the augmented store, with the
    same seed and the same number of optimiser steps; and the same for the
    quantile SRDRN (``srdrn.pipeline_quantiles``, ``qsrdrn_real`` and
@@ -15,7 +17,9 @@ runs the same steps:
 7. verify every SRDRN (final weights) and the baselines on the real test days, with
    bootstrap intervals and paired differences; the quantile SRDRNs also by their
    heads, pinball scores and exceedance probabilities (Brier skill against the
-   training climatology, beside BCSD as a 0/1 forecast);
+   training climatology, beside BCSD as a 0/1 forecast); the generator's
+   prior-mode ensemble as a probabilistic downscaler (CRPS against every
+   model's MAE, spread–skill, rank histogram, Brier scores);
 8. write the HTML report.
 
 Each step writes into the run directory, so a finished step's outputs can
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from downpour.config import Config, save_config
+from downpour.config import Config, load_config, save_config
 from downpour.core.errors import DownpourError
 from downpour.core.rundir import RunDir
 from downpour.downscaling.augment import augment
@@ -65,7 +69,7 @@ def augmentation_verdict(
 
     When CSI falls while POD rises, the augmented model forecasts heavy rain
     too often: the statement then gives both models' frequency bias at P95
-    and, with ``quality`` (the posterior samples' sample-quality summary),
+    and, with ``quality`` (the augmenting samples' sample-quality summary),
     the synthetic fields' mass bias and wet fraction, the usual cause.
     """
     key = "srdrn_augmented − srdrn_real"
@@ -121,16 +125,18 @@ def report_run(run: str | Path, out: str | Path | None = None) -> Path:
     """``downpour report``: the run's HTML report, with the augmentation verdict when verified.
 
     The verdict (:func:`augmentation_verdict`) is read from
-    ``RUN/metrics/verify.json`` and, for its explanation, the posterior
-    samples' entry of ``RUN/metrics/sample_quality.json``.
+    ``RUN/metrics/verify.json`` and, for its explanation, the entry of
+    the samples that augmented the training set (``sampling.mode``) in
+    ``RUN/metrics/sample_quality.json``.
     """
     r = RunDir(run)
     summary = ""
     if r.metrics("verify").is_file():
         quality_json = r.metrics("sample_quality")
         quality = json.loads(quality_json.read_text()) if quality_json.is_file() else {}
+        mode = load_config(r.config).sampling.mode if r.config.is_file() else "posterior"
         summary = augmentation_verdict(
-            json.loads(r.metrics("verify").read_text()), quality.get("posterior_train")
+            json.loads(r.metrics("verify").read_text()), quality.get(f"{mode}_train")
         )
     return write_report(r.root, out, summary=summary)
 
@@ -188,9 +194,15 @@ def run_pipeline(
     if ckpt is None:
         raise DownpourError(f"cVAE training in {run} wrote no checkpoint")
     lap("train_cvae")
-    echo("[3/8] sample the heavy training days (posterior and prior mode)")
+    modes = ("posterior", "prior") if cfg.model.arch == "pyramid" else ("prior",)
+    if cfg.sampling.mode not in modes:
+        raise DownpourError(
+            f"sampling.mode={cfg.sampling.mode} but model.arch={cfg.model.arch} samples in "
+            f"{' and '.join(modes)} mode only: set sampling.mode=prior"
+        )
+    echo(f"[3/8] sample the heavy training days ({' and '.join(modes)} mode)")
     paths = {}
-    for mode in ("posterior", "prior"):
+    for mode in modes:
         s = cfg.sampling.model_copy(update={"mode": mode, "split": "train"})
         ds = sample_cvae([ckpt], paths_of.store, s, progress=progress)
         paths[mode] = write_samples(ds, paths_of.samples(f"{mode}_train"), "zarr")
@@ -200,7 +212,7 @@ def run_pipeline(
     lap("evaluate")
     echo("[5/8] build the augmented training store")
     augmented = paths_of.augmented_store
-    augment(paths_of.store, [paths["posterior"]], augmented, cfg.augment, echo=echo)
+    augment(paths_of.store, [paths[cfg.sampling.mode]], augmented, cfg.augment, echo=echo)
     lap("augment")
     echo("[6/8] train SRDRN on real-only and on augmented data (same seed, same steps)")
     real = train_srdrn(cfg, run, kind="srdrn_real", echo=echo, enable_progress_bar=progress)
@@ -222,7 +234,7 @@ def run_pipeline(
     verification = verify_run(run, n_boot=n_boot, echo=echo)
     lap("verify")
     echo("[8/8] write the report")
-    verdict = augmentation_verdict(verification, quality.get("posterior"))
+    verdict = augmentation_verdict(verification, quality.get(cfg.sampling.mode))
     report = write_report(run, summary=verdict)
     lap("report")
     return PipelineResult(

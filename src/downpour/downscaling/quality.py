@@ -5,7 +5,8 @@ store written by ``downpour sample``, computes the sample-quality metrics of
 :mod:`downpour.metrics.sample_quality`, adds them to
 ``RUN/metrics/sample_quality.json`` under the store's name (e.g.
 ``posterior_train``; the other entries are kept) and draws
-``RUN/figures/<name>_{members,intensity,rapsd,distributions}.png``.
+``RUN/figures/<name>_{members,intensity,rapsd,rapsd_ratio,distributions}.png``
+and, with K > 1 members, ``<name>_rank_histogram.png``.
 """
 
 from __future__ import annotations
@@ -85,6 +86,21 @@ def evaluate(
             }
             plots.save(plots.plot_rapsd(curves, title=f"RAPSD, {label}", units=units),
                        run.figure(f"{name}_rapsd"))  # fmt: skip
+        ratio = quality.summary.get("rapsd_ratio")
+        if ratio is not None:
+            plots.save(
+                plots.plot_rapsd_ratio(ratio["wavelength"], ratio["ratio"], factor=ratio["factor"],
+                                       min_wavelength=ratio["min_wavelength"],
+                                       title=f"RAPSD ratio generated / real, {label}"),
+                run.figure(f"{name}_rapsd_ratio"),
+            )  # fmt: skip
+        ens = quality.summary.get("ensemble")
+        if ens is not None:
+            plots.save(
+                plots.plot_rank_histogram(ens["rank_histogram"]["frequencies"],
+                                          title=f"Rank histogram of the real field, {label}"),
+                run.figure(f"{name}_rank_histogram"),
+            )  # fmt: skip
         plots.save(plots.plot_distributions(quality.per_event, title=label),
                    run.figure(f"{name}_distributions"))  # fmt: skip
     return quality

@@ -51,6 +51,7 @@ from downpour.downscaling.samples import (
 )
 from downpour.downscaling.store import open_store
 from downpour.models.cvae import CVAE
+from downpour.models.generator import LowResGenerator
 from downpour.models.loading import load_model
 
 __all__ = [
@@ -67,18 +68,19 @@ __all__ = [
 DECODE_CHUNK = 32
 
 
-def load_cvae(checkpoint: str | Path) -> tuple[CVAE, Config, dict[str, Any]]:
+def load_cvae(checkpoint: str | Path) -> tuple[CVAE | LowResGenerator, Config, dict[str, Any]]:
     """Rebuild a trained cVAE from a checkpoint alone (:func:`~downpour.models.loading.load_model`).
 
     Returns
     -------
-    (CVAE, Config, dict)
-        The network in eval mode (in the training's memory format), the run's
-        resolved config and the store facts recorded at training time
-        (shapes, thresholds, normalisation).
+    (CVAE or LowResGenerator, Config, dict)
+        The network (the design notes' cVAE or the ensemble generator) in
+        eval mode (in the training's memory format), the run's resolved config
+        and the store facts recorded at training time (shapes, thresholds,
+        normalisation).
     """
     model = load_model(checkpoint, "cvae")
-    assert isinstance(model.net, CVAE)
+    assert isinstance(model.net, CVAE | LowResGenerator)
     return model.net, model.config, model.info
 
 
@@ -86,7 +88,7 @@ def load_cvae(checkpoint: str | Path) -> tuple[CVAE, Config, dict[str, Any]]:
 class _Plan:
     """What one sampling run draws: networks, days, grid and the output's metadata."""
 
-    nets: list[CVAE]
+    nets: list[CVAE | LowResGenerator]
     dataset: PrecipDataset
     events: np.ndarray  # (E,) positions in dataset
     times: np.ndarray  # (E,) datetime64[ns]

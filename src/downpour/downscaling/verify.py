@@ -10,6 +10,13 @@ mm/day by default), correlation, MAE, RMSE, MAE_tail, FSS at 1, 3, 9 and 27
 pixels, P99 bias and the GPD tails of the daily domain maxima, each headline
 number with a bootstrap 95% interval over days.
 
+When the run holds a trained cVAE, its prior-mode ensemble (K members per
+day, ``members``) is scored as a probabilistic downscaler beside them
+(:mod:`downpour.downscaling.verify_generator`, the ``generator`` block: CRPS,
+CRPS − MAE against every deterministic model, spread–skill, rank histogram,
+Brier/BSS/reliability at P95 and P99, every member pooled as a deterministic
+forecast); ``generator=False`` skips it.
+
 Differences between models (augmented − real-only, each SRDRN − bicubic)
 get *paired* bootstrap intervals (the same resampled days for both), so a
 difference is called significant only when its interval excludes zero.
@@ -48,6 +55,13 @@ from downpour.core.files import atomic_write_text
 from downpour.core.periods import parse_period, select_period
 from downpour.core.rundir import RunDir
 from downpour.downscaling.store import labels, open_store, resolve_store_path, store_attr_json
+from downpour.downscaling.verify_generator import (
+    DEFAULT_MEMBERS,
+    GENERATOR,
+    load_generator,
+    score_generator,
+    verify_generator_days,
+)
 from downpour.downscaling.verify_probabilistic import (
     EVENTS,
     accumulate_probabilistic,
@@ -58,15 +72,17 @@ from downpour.downscaling.verify_probabilistic import (
 from downpour.downscaling.verify_state import (
     check_state_dir,
     file_sha256,
+    merge_generator_pieces,
     merge_pieces,
     merge_probabilistic_pieces,
     save_states,
 )
 from downpour.metrics.accumulator import DEFAULT_SCALES, VerificationAccumulator
 from downpour.metrics.verification import paired_difference
+from downpour.report import ensemble_figures as ens_plots
 from downpour.report import figures as plots
 from downpour.report import probabilistic as prob_plots
-from downpour.report.tables import HEADLINE, score_interval, significance_lines
+from downpour.report.tables import HEADLINE, generator_headline, score_interval, significance_lines
 
 __all__ = [
     "accumulate_models",
@@ -234,7 +250,8 @@ def _result_meta(
             for name, res in result["models"].items()
             for label, section, thr, score in HEADLINE
             if thr is None or thr in res["categorical"]
-        },
+        }
+        | generator_headline(result),
     )
     return result
 
@@ -279,6 +296,10 @@ def merge_states(
     times = first.times.astype("datetime64[D]")
     echo(f"merged {len(dirs)} pieces: {first.n_days} days from {times.min()} to {times.max()}")
     result = score_models(accs, pairs=_default_pairs(list(accs)), n_boot=n_boot, seed=seed)
+    gen = merge_generator_pieces(directories)
+    if gen:
+        result[GENERATOR] = score_generator(gen["ensemble"], gen["members"], accs, ref[GENERATOR],
+                                            n_boot=n_boot, seed=seed, echo=echo)  # fmt: skip
     result = _result_meta(
         result, split=ref["split"], store=ref.get("store", ""), units=ref["units"],
         thresholds=ref["thresholds"], checkpoints=ref.get("checkpoints", {}),
@@ -352,9 +373,11 @@ def verify_run(
     figures: bool = True,
     period: str | Sequence[Any] | None = None,
     save_state: str | Path | None = None,
+    generator: bool | str | Path = True,
+    members: int = DEFAULT_MEMBERS,
     echo: Any = print,
 ) -> dict[str, Any]:
-    """Verify the run's SRDRN variants and baselines on the real days of a split.
+    """Verify the run's SRDRN variants, baselines and generator on the real days of a split.
 
     Parameters
     ----------
@@ -384,6 +407,14 @@ def verify_run(
         previous state folder there is replaced whole) for :func:`merge_states`;
         no ``verify.json`` and no figures are written then. The manifest records
         the absolute run, store and checkpoint paths and each checkpoint's SHA-256.
+    generator
+        True: score the run's cVAE (``RUN/checkpoints/cvae/best.ckpt``, else
+        ``last.ckpt``; nothing when there is none) as a probabilistic downscaler,
+        the ``generator`` block (:mod:`downpour.downscaling.verify_generator`);
+        False: skip it; a path: that cVAE checkpoint.
+    members
+        Prior-mode members per day of the generator's ensemble (at least 2; not
+        the checkpoint's ``sampling.members``).
     echo
         Progress messages.
 
@@ -415,6 +446,7 @@ def verify_run(
         raise DownpourError(f"{run}: nothing to verify (no SRDRN checkpoint, no baseline)")
     if save_state is not None:
         check_state_dir(save_state)  # before any prediction
+    gen_model = load_generator(run, generator, store, members)  # fails before any prediction
     truth, mask = truth_of(store, split)
     days = None
     if period is not None:  # only these days are read and predicted
@@ -430,9 +462,9 @@ def verify_run(
     point, quantile_preds = split_heads(preds)  # every head scored as a field too
     accs = accumulate_models(point, truth, mask, thresholds, scales=scales)
     probabilistic: dict[str, Any] = {}
+    events = {k: thresholds[k] for k in EVENTS}
+    clim = training_climatology(store, events, mask) if quantile_preds or gen_model else {}
     if quantile_preds:
-        events = {k: thresholds[k] for k in EVENTS}
-        clim = training_climatology(store, events, mask)
         names = ", ".join(quantile_preds)
         echo(f"accumulating the quantile heads and exceedance probabilities of {names}")
         deterministic = {n: p for n, p in point.items() if n in preds and n not in quantile_preds}
@@ -440,6 +472,11 @@ def verify_run(
                                                 clim)  # fmt: skip
         probabilistic = {"events": events, "climatology": clim, "quantile": qaccs,
                          "probability": paccs}  # fmt: skip
+    gen = None
+    if gen_model is not None:
+        gen = verify_generator_days(gen_model, store, truth, mask, thresholds, events, clim,
+                                    seed=seed, echo=echo)  # fmt: skip
+        ckpts[GENERATOR] = gen_model.checkpoint
     meta = {
         "split": split,
         "store": str(store),
@@ -455,6 +492,8 @@ def verify_run(
             "checkpoint_sha256": {k: file_sha256(v) for k, v in ckpts.items()},
         }
         extra = {k: probabilistic[k] for k in ("events", "climatology") if probabilistic}
+        if gen is not None:
+            extra[GENERATOR] = gen.facts
         manifest = save_states(
             accs,
             save_state,
@@ -462,10 +501,14 @@ def verify_run(
             probabilistic={k: probabilistic[k] for k in ("quantile", "probability")}
             if probabilistic
             else None,
+            generator={"ensemble": gen.ensemble, "members": gen.members} if gen else None,
         )
         echo(f"saved {manifest['n_days']} days of {len(accs)} models to {save_state}")
         return manifest
     result = score_models(accs, pairs=_default_pairs(list(point)), n_boot=n_boot, seed=seed)
+    if gen is not None:
+        result[GENERATOR] = score_generator(gen.ensemble, gen.members, accs, gen.facts,
+                                            n_boot=n_boot, seed=seed, echo=echo)  # fmt: skip
     result = _result_meta(result, **meta)
     if probabilistic:
         result["probabilistic"] = score_probabilistic(
@@ -497,6 +540,11 @@ def verify_run(
                        rundir.figure("verify_quantile_reliability"))  # fmt: skip
             plots.save(prob_plots.plot_reliability_diagrams(result),
                        rundir.figure("verify_reliability_diagrams"))  # fmt: skip
+        if gen is not None:
+            heavy = gen.heaviest.dataset(mask, {c: truth[c].values for c in ("lat", "lon")
+                                                if c in truth.coords})  # fmt: skip
+            for name, fig in ens_plots.generator_figures(result, heavy, units=units).items():
+                plots.save(fig, rundir.figure(name))
     return result
 
 

@@ -12,7 +12,10 @@ state file per model (``DIR/<model>.npz``), for a run with a quantile SRDRN
 the probabilistic accumulators too (``DIR/quantile.<model>.npz`` of a
 :class:`~downpour.metrics.quantiles.QuantileAccumulator`,
 ``DIR/probability.<model>.npz`` of each deterministic model as a 0/1
-forecast, :class:`~downpour.metrics.probability.ProbabilityAccumulator`), and a manifest
+forecast, :class:`~downpour.metrics.probability.ProbabilityAccumulator`), for a run with a
+cVAE the generator's (``DIR/generator.ensemble.npz`` of an
+:class:`~downpour.metrics.ensemble_verification.EnsembleAccumulator`,
+``DIR/generator.members.npz`` of its members pooled), and a manifest
 (``DIR/manifest.json``) naming the run, store and checkpoints with their
 SHA-256. :func:`merge_pieces` reads several such folders, refuses pieces of
 another run, store or checkpoint and days present twice, and merges each
@@ -33,6 +36,7 @@ import numpy as np
 from downpour.core.errors import DownpourError
 from downpour.core.files import atomic_dir, atomic_file
 from downpour.metrics.accumulator import STATE_VERSION, VerificationAccumulator
+from downpour.metrics.ensemble_verification import EnsembleAccumulator
 from downpour.metrics.probability import ProbabilityAccumulator
 from downpour.metrics.quantiles import QuantileAccumulator
 
@@ -42,6 +46,7 @@ __all__ = [
     "check_state_dir",
     "file_sha256",
     "load_state",
+    "merge_generator_pieces",
     "merge_pieces",
     "merge_probabilistic_pieces",
     "read_manifest",
@@ -61,7 +66,10 @@ _SOURCE_KEYS = ("run", "store", "checkpoints", "checkpoint_sha256")
 
 
 def save_state(
-    acc: VerificationAccumulator | QuantileAccumulator | ProbabilityAccumulator, path: str | Path
+    acc: (
+        VerificationAccumulator | QuantileAccumulator | ProbabilityAccumulator | EnsembleAccumulator
+    ),
+    path: str | Path,
 ) -> Path:
     """Write an accumulator to an ``.npz`` file through a temporary file and a rename.
 
@@ -89,6 +97,13 @@ STATE_KINDS: dict[str, Any] = {
     "verification": VerificationAccumulator,
     "quantile": QuantileAccumulator,
     "probability": ProbabilityAccumulator,
+    "ensemble": EnsembleAccumulator,
+}
+
+#: The generator's accumulators in a state folder: role → (file, kind in :data:`STATE_KINDS`).
+GENERATOR_FILES = {
+    "ensemble": ("generator.ensemble.npz", "ensemble"),
+    "members": ("generator.members.npz", "verification"),
 }
 
 
@@ -125,6 +140,7 @@ def save_states(
     meta: Mapping[str, Any],
     *,
     probabilistic: Mapping[str, Mapping[str, Any]] | None = None,
+    generator: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Save one accumulator per model and a ``manifest.json`` into ``directory``.
 
@@ -143,13 +159,18 @@ def save_states(
     probabilistic
         ``{"quantile": {model: QuantileAccumulator}, "probability": {model:
         ProbabilityAccumulator}}`` of a run with a quantile SRDRN, or None.
+    generator
+        ``{"ensemble": EnsembleAccumulator, "members": VerificationAccumulator}``
+        of the generator (:mod:`downpour.downscaling.verify_generator`), or None;
+        its facts belong in ``meta["generator"]``.
 
     Returns
     -------
     dict
         The manifest: ``meta`` plus ``models`` (``{model: file}``), ``days``
         (first and last day), ``n_days``, ``scales`` and ``kind``/``version``;
-        with ``probabilistic``, ``probabilistic_models`` (``{kind: {model: file}}``).
+        with ``probabilistic``, ``probabilistic_models`` (``{kind: {model: file}}``);
+        with ``generator``, ``generator_models`` (``{role: file}``).
 
     Raises
     ------
@@ -178,12 +199,16 @@ def save_states(
     }
     if extra:
         manifest["probabilistic_models"] = extra
+    if generator:
+        manifest["generator_models"] = {role: GENERATOR_FILES[role][0] for role in generator}
     with atomic_dir(directory) as tmp:
         for name, acc in accs.items():
             save_state(acc, tmp / files[name])
         for kind, group in (probabilistic or {}).items():
             for name, acc in group.items():
                 save_state(acc, tmp / extra[kind][name])
+        for role, acc in (generator or {}).items():
+            save_state(acc, tmp / GENERATOR_FILES[role][0])
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -282,15 +307,27 @@ def merge_pieces(
                     f"{d}: {key} {m.get(key)!r} differs from {ref.get(key)!r} in {dirs[0]}; "
                     "merge pieces of the same verification only"
                 )
-        if set(m["models"]) != set(ref["models"]) or m.get("probabilistic_models") != ref.get(
-            "probabilistic_models"
+        if set(m["models"]) != set(ref["models"]) or any(
+            m.get(k) != ref.get(k) for k in ("probabilistic_models", "generator_models")
         ):
             raise DownpourError(
-                f"{d} holds models {sorted(m['models'])} but {dirs[0]} holds "
-                f"{sorted(ref['models'])}; verify the same models in every piece"
+                f"{d} holds models {sorted(m['models'])}{_generator_note(m)} but {dirs[0]} holds "
+                f"{sorted(ref['models'])}{_generator_note(ref)}; verify the same models in every "
+                "piece"
+            )
+        if m.get("generator") != ref.get("generator"):
+            a, b = ref.get("generator") or {}, m.get("generator") or {}
+            key = next(k for k in sorted({*a, *b}) if a.get(k) != b.get(k))
+            raise DownpourError(
+                f"{d}: the generator's {key} {b.get(key)!r} differs from {a.get(key)!r} in "
+                f"{dirs[0]}; verify every piece with the same generator settings (--members)"
             )
     accs = _merge_files(dirs, [m["models"] for m in manifests], "verification")
     return ref, accs
+
+
+def _generator_note(manifest: Mapping[str, Any]) -> str:
+    return " and the generator" if manifest.get("generator_models") else ""
 
 
 def _merge_files(dirs: list[Path], files: list[Mapping[str, str]], kind: str) -> dict[str, Any]:
@@ -321,4 +358,21 @@ def merge_probabilistic_pieces(directories: Sequence[str | Path]) -> dict[str, d
     return {
         kind: _merge_files(dirs, [m["probabilistic_models"][kind] for m in manifests], kind)
         for kind in kinds
+    }
+
+
+def merge_generator_pieces(directories: Sequence[str | Path]) -> dict[str, Any]:
+    """Merge the generator's accumulators of pieces checked by :func:`merge_pieces`.
+
+    Returns
+    -------
+    dict
+        ``{"ensemble": EnsembleAccumulator, "members": VerificationAccumulator}``,
+        empty when the pieces hold no generator.
+    """
+    dirs = [Path(d) for d in directories]
+    roles = read_manifest(dirs[0]).get("generator_models", {})
+    return {
+        role: _merge_files(dirs, [{role: file}] * len(dirs), GENERATOR_FILES[role][1])[role]
+        for role, file in roles.items()
     }

@@ -9,7 +9,8 @@
 - :mod:`~downpour.losses.ensemble`: almost-fair CRPS per cell, on block means
   and on spectra; the ensemble mean for deterministic regularisers;
 - :mod:`~downpour.losses.combine`: :func:`weighted_sum` of a table of terms;
-- :mod:`~downpour.losses.cvae`: the cVAE objective.
+- :mod:`~downpour.losses.cvae`: the cVAE objective (ELBO);
+- :mod:`~downpour.losses.generator`: the generator's ensemble objective.
 
 The nowcaster's loss lives with the nowcaster (:mod:`downpour.nowcast.loss`).
 """
@@ -17,6 +18,7 @@ The nowcaster's loss lives with the nowcaster (:mod:`downpour.nowcast.loss`).
 from downpour.losses.combine import Term, weighted_sum
 from downpour.losses.cvae import cvae_loss
 from downpour.losses.ensemble import almost_fair_crps, ensemble_mean, pooled_crps, spectral_crps
+from downpour.losses.generator import ensemble_loss
 from downpour.losses.latent import kl_divergence, sparsity
 from downpour.losses.pinball import pinball_loss, pinball_name
 from downpour.losses.reconstruction import (
@@ -35,6 +37,7 @@ __all__ = [
     "Term",
     "almost_fair_crps",
     "cvae_loss",
+    "ensemble_loss",
     "ensemble_mean",
     "extreme_focal",
     "gradient_loss",

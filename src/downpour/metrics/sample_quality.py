@@ -21,8 +21,14 @@ so that their numbers can be compared:
   (``scipy.stats.ks_2samp``) on the pooled values ≥ the P95 threshold (the
   tail; by default the P95 of wet training values recorded in the store),
   and on the pooled wet values.
-- **max, mean, P95, P99** of all pooled valid values of Ŷ beside Y (dry
-  cells included), and the radially averaged power spectra.
+- **max, mean, P95, P99, P99.9** of all pooled valid values of Ŷ beside Y
+  (dry cells included), and the radially averaged power spectra.
+- **ensemble** (K ≥ 2): the members as an ensemble forecast of the real
+  field, cell by cell (DESIGN 8.3, ``EnsembleAccumulator``): ECDF and fair
+  CRPS, MAE/RMSE of the ensemble mean, spread–skill ratio, rank histogram
+  (ties broken at random, seeded by ``(seed, event time)``).
+- **RAPSD ratio**: generated / real mean power per wavelength, summarised
+  by band (:func:`downpour.metrics.spectra.ratio_summary`).
 
 Everything is vectorised over events and members (events are processed in
 chunks to bound memory); nothing loops over samples or pixels.
@@ -39,6 +45,8 @@ import xarray as xr
 from scipy import stats
 
 from downpour.core.errors import DownpourError
+from downpour.metrics.ensemble_verification import ENSEMBLE_SCORES, EnsembleAccumulator
+from downpour.metrics.spectra import rapsd_ratio, ratio_summary
 
 __all__ = [
     "SampleQuality",
@@ -156,14 +164,32 @@ def _ks(a: np.ndarray, b: np.ndarray) -> dict[str, float | int]:
 
 def _summary_stats(values: np.ndarray) -> dict[str, float]:
     if values.size == 0:
-        return {"max": float("nan"), "mean": float("nan"), "P95": float("nan"), "P99": float("nan")}
-    p95, p99 = np.quantile(values, [0.95, 0.99])
+        return {key: float("nan") for key in ("max", "mean", "P95", "P99", "P99.9")}
+    p95, p99, p999 = np.quantile(values, [0.95, 0.99, 0.999])
     return {
         "max": float(values.max()),
         "mean": float(values.mean(dtype=np.float64)),
         "P95": float(p95),
         "P99": float(p99),
+        "P99.9": float(p999),
     }
+
+
+def _ensemble_summary(acc: EnsembleAccumulator | None, seed: int) -> dict[str, Any] | None:
+    """JSON part ``ensemble`` of the summary (None without an accumulator, i.e. K = 1)."""
+    if acc is None:
+        return None
+    res = acc.compute()
+    return {**{k: res[k] for k in (*ENSEMBLE_SCORES, "rank_histogram", "n_valid")}, "seed": seed}
+
+
+def _rapsd_ratio_summary(spectra: xr.Dataset) -> dict[str, Any] | None:
+    """JSON part ``rapsd_ratio``: ratio per wavelength, band summary (None without spectra)."""
+    if not spectra.data_vars:
+        return None
+    w, r = rapsd_ratio(*(spectra[v].values for v in ("wavenumber", "real", "generated")))
+    ratio = [float(v) if np.isfinite(v) else None for v in r]
+    return {"wavelength": w.tolist(), "ratio": ratio, **ratio_summary(w, r)}
 
 
 @dataclass
@@ -235,6 +261,7 @@ def evaluate_samples(
     tail_threshold: float | None = None,
     chunk_events: int = 64,
     source: str = "samples",
+    seed: int = 0,
 ) -> SampleQuality:
     """Score generated members against the real fields of their events.
 
@@ -254,6 +281,8 @@ def evaluate_samples(
         Events held in float64 at once.
     source
         Name used in error messages (the file path).
+    seed
+        Seed of the rank histogram's tie draws (per event, with its time).
 
     Returns
     -------
@@ -281,6 +310,8 @@ def evaluate_samples(
     wf = np.empty((n_ev, k))
     wf_real = np.empty(n_ev)
     pooled_gen: list[np.ndarray] = []
+    times = ds["time"].values if "time" in ds.coords and ds["time"].dims == ("event",) else None
+    ens = EnsembleAccumulator(seed=seed, members=k) if k >= 2 else None
     for s in range(0, n_ev, chunk_events):
         sl = slice(s, min(s + chunk_events, n_ev))
         gen = np.asarray(gen_da.isel(event=sl).values, dtype=np.float32)[:, :, mask]
@@ -297,6 +328,8 @@ def evaluate_samples(
         wf[sl] = wet_fraction(gen, wet_thr)
         wf_real[sl] = wet_fraction(real, wet_thr)
         pooled_gen.append(gen.ravel())
+        if ens is not None:  # cells as a (1, N) grid: the mask is already applied
+            ens.update(gen[:, :, None, :], real[:, None, :], None if times is None else times[sl])
     gen_flat = np.concatenate(pooled_gen)
     real_flat = real_all[:, mask].ravel()
     per_event = xr.Dataset(
@@ -332,11 +365,14 @@ def evaluate_samples(
         "ks_wet": _ks(real_flat[wet_real], gen_flat[wet_gen]),
         "real": _summary_stats(real_flat),
         "generated": _summary_stats(gen_flat),
+        "ensemble": _ensemble_summary(ens, seed),
     }
+    spectra = _spectra(ds, mask, chunk_events)
+    summary["rapsd_ratio"] = _rapsd_ratio_summary(spectra)
     return SampleQuality(
         summary=summary,
         per_event=per_event,
-        spectra=_spectra(ds, mask, chunk_events),
+        spectra=spectra,
         pooled={"real": real_flat, "generated": gen_flat},
     )
 

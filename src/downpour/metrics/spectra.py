@@ -39,7 +39,17 @@ import numpy as np
 
 from downpour.core.errors import DownpourError
 
-__all__ = ["mean_rapsd", "rapsd", "ring_index"]
+__all__ = ["RATIO_BANDS", "mean_rapsd", "rapsd", "rapsd_ratio", "ratio_summary", "ring_index"]
+
+#: Wavelength bands ``[low, high)`` in cells of :func:`ratio_summary`, longest first.
+RATIO_BANDS: tuple[tuple[float, float], ...] = (
+    (64.0, np.inf),
+    (32.0, 64.0),
+    (16.0, 32.0),
+    (8.0, 16.0),
+    (4.0, 8.0),
+    (3.0, 4.0),
+)
 
 
 def ring_index(shape: tuple[int, int]) -> tuple[np.ndarray, int]:
@@ -178,3 +188,114 @@ def mean_rapsd(
         acc = s if acc is None else acc + s
     assert acc is not None
     return freq, acc / total
+
+
+def rapsd_ratio(
+    freq: np.ndarray, real: np.ndarray, generated: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Power ratio generated / real at each wavelength of two mean spectra.
+
+    Parameters
+    ----------
+    freq
+        ``(R,)`` frequencies of :func:`rapsd` (cycles per unit of ``d``),
+        starting with the zero frequency.
+    real, generated
+        ``(R,)`` mean power of the real and of the generated fields on the
+        same grid and mask.
+
+    Returns
+    -------
+    wavelength
+        ``(R',)`` ``1 / freq`` for the non-zero frequencies (units of ``d``,
+        cells by default), longest first.
+    ratio
+        ``(R',)`` ``generated / real``; NaN where the real power is 0.
+
+    Examples
+    --------
+    >>> w, r = rapsd_ratio(np.array([0.0, 0.25, 0.5]), np.array([9.0, 2.0, 4.0]),
+    ...                    np.array([1.0, 3.0, 4.0]))
+    >>> w.tolist(), r.tolist()
+    ([4.0, 2.0], [1.5, 1.0])
+    """
+    f = np.asarray(freq, dtype=np.float64)
+    p_real = np.asarray(real, dtype=np.float64)
+    p_gen = np.asarray(generated, dtype=np.float64)
+    if not f.shape == p_real.shape == p_gen.shape or f.ndim != 1:
+        raise DownpourError(
+            f"rapsd_ratio: freq, real and generated must be equal 1-D shapes, got "
+            f"{f.shape}, {p_real.shape}, {p_gen.shape}"
+        )
+    keep = f > 0
+    pr, pg = p_real[keep], p_gen[keep]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(pr > 0, pg / np.where(pr > 0, pr, 1.0), np.nan)
+    return 1.0 / f[keep], ratio
+
+
+def _band_label(low: float, high: float) -> str:
+    return f">={low:g}" if np.isinf(high) else f"{low:g}-{high:g}"
+
+
+def ratio_summary(
+    wavelength: np.ndarray,
+    ratio: np.ndarray,
+    *,
+    bands: tuple[tuple[float, float], ...] = RATIO_BANDS,
+    factor: float = 1.5,
+    min_wavelength: float = 3.0,
+) -> dict[str, Any]:
+    """Summarise a spectral ratio by wavelength band.
+
+    Parameters
+    ----------
+    wavelength
+        ``(R,)`` wavelengths (cells), e.g. from :func:`rapsd_ratio`.
+    ratio
+        ``(R,)`` power ratio generated / real (NaN: undefined, left out).
+    bands
+        ``[low, high)`` wavelength bands; a band is labelled ``"low-high"``
+        (``">=low"`` when ``high`` is infinite).
+    factor
+        A ratio within ``[1/factor, factor]`` counts as matching.
+    min_wavelength
+        Only wavelengths ``>= min_wavelength`` enter ``min``, ``max`` and
+        ``share_within_factor`` (the shortest ones are close to the grid's
+        Nyquist limit).
+
+    Returns
+    -------
+    dict
+        ``bands``: ``{label: arithmetic mean ratio over the band, None when no
+        wavelength falls in it}``; ``min``, ``max``: extreme ratios over
+        wavelengths ``>= min_wavelength``; ``share_within_factor``: share of
+        those wavelengths with ``1/factor <= ratio <= factor``; ``n_wavelengths``
+        (how many entered), ``factor``, ``min_wavelength``. Values are None
+        when no wavelength qualifies.
+
+    Examples
+    --------
+    >>> s = ratio_summary(np.array([40.0, 20.0, 10.0, 5.0]), np.array([1.0, 2.0, 0.5, 0.6]))
+    >>> s["bands"]["32-64"], s["bands"]["4-8"], s["share_within_factor"]
+    (1.0, 0.6, 0.25)
+    """
+    w = np.asarray(wavelength, dtype=np.float64)
+    r = np.asarray(ratio, dtype=np.float64)
+    ok = np.isfinite(r)
+    out_bands: dict[str, float | None] = {}
+    for low, high in bands:
+        sel = ok & (w >= low) & (w < high)
+        out_bands[_band_label(low, high)] = float(r[sel].mean()) if sel.any() else None
+    sel = ok & (w >= min_wavelength)
+    rs = r[sel]
+    within = (rs >= 1.0 / factor) & (rs <= factor)
+    return {
+        "bands": out_bands,
+        "min": float(rs.min()) if rs.size else None,
+        "max": float(rs.max()) if rs.size else None,
+        "share_within_factor": float(within.mean()) if rs.size else None,
+        "n_wavelengths": int(rs.size),
+        "factor": float(factor),
+        "min_wavelength": float(min_wavelength),
+    }

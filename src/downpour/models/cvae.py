@@ -110,8 +110,17 @@ class CVAE(nn.Module):
     """
 
     @classmethod
-    def from_run(cls, cfg: Config, info: dict[str, Any]) -> CVAE:
-        """Build from a run's ``model`` section and its store facts (channels, grid, scale)."""
+    def from_run(cls, cfg: Config, info: dict[str, Any]) -> nn.Module:
+        """Build from a run's ``model`` section and its store facts (channels, grid, scale).
+
+        ``model.arch: lowres`` builds the ensemble generator
+        (:class:`~downpour.models.generator.LowResGenerator`) instead: both are
+        the run's ``cvae``, sampled through the same ``sample`` interface.
+        """
+        if cfg.model.arch == "lowres":
+            from downpour.models.generator import LowResGenerator
+
+            return LowResGenerator.from_run(cfg, info)
         return cls(
             cfg.model,
             x_channels=int(info["x_channels"]),
@@ -282,6 +291,28 @@ class CVAE(nn.Module):
             p_wet=p_wet,
             intensity=intensity,
         )
+
+    def members(
+        self, x: torch.Tensor, s: torch.Tensor, n: int, *, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """Draw ``n`` prior members per input with gradients (the ensemble objective).
+
+        ``x (B, C, h, w)``, ``s (B, S, H, W)`` → ``(B, n, H, W)`` log1p; the
+        condition is encoded once per input and its members stay in its row.
+        """
+        if self.cfg.head == "hurdle":
+            raise ValueError(
+                "the ensemble objective needs members that are samples; arch=pyramid's "
+                "hurdle head trains on the expectation p_wet·intensity: use model.head=relu, "
+                "or model.arch=lowres (its hurdle head draws each member's wet mask)"
+            )
+        self._check_inputs(x, s)
+        h_x, skips = self.encode_condition(x, s)
+        mu, logvar = self.prior(h_x)
+        rows = torch.arange(x.shape[0], device=x.device).repeat_interleave(n)
+        z = mu[rows] + temperature * torch.exp(0.5 * logvar[rows]) * torch.randn_like(mu[rows])
+        y_hat, _, _ = self.decoder(z, h_x[rows], [f[rows] for f in skips], x[rows])
+        return y_hat.reshape(x.shape[0], n, *self.shape)
 
     @torch.no_grad()
     def sample(

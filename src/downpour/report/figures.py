@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
-from matplotlib import colors  # noqa: E402
+from matplotlib import colors, ticker  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from downpour.core.files import atomic_file
@@ -29,7 +29,9 @@ __all__ = [
     "plot_distributions",
     "plot_intensity",
     "plot_members",
+    "plot_rank_histogram",
     "plot_rapsd",
+    "plot_rapsd_ratio",
     "plot_scores",
     "plot_verification_maps",
     "save",
@@ -221,6 +223,76 @@ def plot_rapsd(
     return fig
 
 
+def plot_rapsd_ratio(
+    wavelength: np.ndarray,
+    ratio: np.ndarray,
+    *,
+    factor: float = 1.5,
+    min_wavelength: float = 3.0,
+    title: str = "RAPSD ratio generated / real",
+) -> Figure:
+    """Power ratio generated / real against wavelength (log-log), with the 1 and ×factor lines.
+
+    ``wavelength`` (cells) and ``ratio`` have shape ``(R,)`` (as
+    :func:`downpour.metrics.spectra.rapsd_ratio`; NaN or None ratios are not
+    drawn); the band ``[1/factor, factor]`` is shaded and wavelengths below
+    ``min_wavelength`` (near the grid's Nyquist limit) greyed out.
+    """
+    w = np.asarray(wavelength, dtype=np.float64)
+    r = np.array([np.nan if v is None else v for v in np.asarray(ratio, dtype=object)], float)
+    keep = np.isfinite(r) & (r > 0) & (w > 0)
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.axhspan(1.0 / factor, factor, color="tab:green", alpha=0.12,
+               label=f"within ×{factor:g}")  # fmt: skip
+    ax.axhline(1.0, color="k", lw=0.9)
+    for y in (1.0 / factor, factor):
+        ax.axhline(y, color="tab:green", lw=0.8, ls="--")
+    ax.plot(w[keep], r[keep], "o-", ms=3, lw=1.4, color="tab:blue", label="generated / real")
+    if keep.any() and w[keep].min() < min_wavelength:
+        ax.axvspan(w[keep].min() * 0.95, min_wavelength, color="0.85", alpha=0.6,
+                   label=f"< {min_wavelength:g} cells (not summarised)")  # fmt: skip
+    ax.set(xscale="log", yscale="log")
+    w_max = float(w[keep].max()) if keep.any() else 64.0
+    ax.set_xticks([2.0**i for i in range(1, int(np.log2(max(w_max, 2.0))) + 2)])
+    lo = min(1.0 / factor, float(r[keep].min()) if keep.any() else 1.0) / 1.15
+    hi = max(factor, float(r[keep].max()) if keep.any() else 1.0) * 1.15
+    ax.set_ylim(lo, hi)
+    ax.set_yticks([v for v in (0.1, 0.25, 0.5, 1 / factor, 1.0, factor, 2.0, 4.0, 10.0)
+                   if lo <= v <= hi])  # fmt: skip
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
+        axis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlim(w_max * 1.15 if keep.any() else 64.0, 1.8)  # large scales on the left
+    ax.set(xlabel="wavelength (cells)", ylabel="power ratio generated / real")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_rank_histogram(frequencies: Sequence[float], *, title: str = "Rank histogram") -> Figure:
+    """Bars of the truth's rank frequencies among K members, with the uniform ``1/(K+1)`` line.
+
+    Parameters
+    ----------
+    frequencies
+        ``(K + 1,)`` relative frequencies of ranks ``0 .. K`` (summing to 1).
+    """
+    f = np.asarray(frequencies, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    ax.bar(np.arange(f.size), f, width=0.85, color="tab:blue", alpha=0.8)
+    ax.axhline(1.0 / f.size, color="k", ls="--", lw=0.9, label=f"uniform 1/{f.size}")
+    if f.size <= 21:
+        ax.set_xticks(np.arange(f.size))
+    ax.set(xlabel=f"rank of the real value among the {f.size - 1} members",
+           ylabel="relative frequency")  # fmt: skip
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def plot_distributions(per_event: xr.Dataset, *, title: str = "") -> Figure:
     """Distributions over events × members of wet fraction (beside the real one) and mass bias."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -249,7 +321,8 @@ def plot_distributions(per_event: xr.Dataset, *, title: str = "") -> Figure:
 
 def figure_names(prefix: str) -> Sequence[str]:
     """File names of the sample-quality figures for ``prefix`` (e.g. ``posterior_train``)."""
-    return [f"{prefix}_{n}.png" for n in ("members", "intensity", "rapsd", "distributions")]
+    names = ("members", "intensity", "rapsd", "rapsd_ratio", "rank_histogram", "distributions")
+    return [f"{prefix}_{n}.png" for n in names]
 
 
 def plot_verification_maps(

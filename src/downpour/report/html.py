@@ -6,8 +6,9 @@ draws the training curves, and embeds every figure as a base64 PNG, so
 the single file opens anywhere without its folder. Sections: data card,
 training curves, sample quality (table and figures), verification
 (real-only vs augmented vs baselines, with 95% intervals; maps of the
-heaviest test days) and a plain statement of which differences are
-significant.
+heaviest test days), a plain statement of which differences are
+significant and, when ``verify.json`` has a ``generator`` block, the
+generator's prior-mode ensemble as a probabilistic downscaler.
 """
 
 from __future__ import annotations
@@ -28,9 +29,16 @@ from downpour import __version__
 from downpour.core.errors import DownpourError
 from downpour.core.files import atomic_write_text
 from downpour.core.rundir import RunDir
+from downpour.report import ensemble_figures as ens_figs
 from downpour.report import figures as plots
 from downpour.report import probabilistic as prob
-from downpour.report.tables import quality_rows, verification_table
+from downpour.report.tables import (
+    GENERATOR_DIFFERENCE_HEADER,
+    generator_difference_rows,
+    generator_rows,
+    quality_rows,
+    verification_table,
+)
 
 __all__ = ["read_training_log", "training_curves", "write_report"]
 
@@ -101,29 +109,16 @@ def read_training_log(run: str | Path, kind: str) -> dict[str, list[tuple[float,
 
 
 def training_curves(run: str | Path, kind: str) -> Any | None:
-    """Figure of the training loss and validation metrics per epoch (None without logs)."""
+    """Figure of a model's training log per epoch, in panels (None without logs).
+
+    Panels: total loss, validation metrics in the data's units, unitless
+    validation scores, loss terms, schedules; see
+    :func:`downpour.report.training_figures.plot_training_curves`.
+    """
+    from downpour.report.training_figures import log_units, plot_training_curves
+
     log = read_training_log(run, kind)
-    val = [k for k in log if k.startswith("val/")]
-    if "train/loss" not in log and not val:
-        return None
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    if "train/loss" in log:
-        e, v = zip(*log["train/loss"], strict=True)
-        ax1.plot(e, v, "o-", ms=3)
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("training loss (epoch mean)")
-    ax1.set_yscale("log")
-    ax1.set_title(f"{kind}: training loss", fontsize=10)
-    for k in val:
-        e, v = zip(*log[k], strict=True)
-        ax2.plot(e, v, "o-", ms=3, label=k.split("/", 1)[1])
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("validation metric (mm/day)")
-    ax2.set_title(f"{kind}: validation", fontsize=10)
-    if val:
-        ax2.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return plot_training_curves(log, kind=kind, units=log_units(run, kind))
 
 
 def _load_json(path: Path) -> Any:
@@ -261,6 +256,36 @@ def _probabilistic_section(run: Path, result: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _generator_section(run: Path) -> str:
+    """Show the generator as a probabilistic downscaler; empty without a ``generator`` block."""
+    result = _load_json(RunDir(run).metrics("verify"))
+    gen = (result or {}).get("generator")
+    if not gen:
+        return ""
+    k, ens = gen["members"], gen["ensemble"]
+    clim = ", ".join(f"{e} {v:.4f}" for e, v in gen["climatology"].items())
+    parts = [
+        f"<p>The cVAE's prior-mode ensemble, K = {k} members per day "
+        f"(<code>{html.escape(str(gen['checkpoint']))}</code>; temperature "
+        f"{gen.get('temperature')}, wet rule {html.escape(str(gen.get('wet_rule')))}, members "
+        f"seeded per day), on the same {ens['n_days']} real days and cells as the deterministic "
+        "models. A deterministic forecast's CRPS is its MAE, so the two columns compare directly; "
+        "the ECDF CRPS scores the K members as issued, the fair CRPS estimates an infinite "
+        "ensemble. Event probabilities are the fraction of members above the threshold, their "
+        f"Brier skill against the training climatology ({html.escape(clim)}). Member scores: "
+        f"{html.escape(gen.get('member_pooling', ''))}. Each cell: estimate [95% bootstrap "
+        "interval over days].</p>",
+        _table(["score", f"generator (K = {k})"], generator_rows(result)),
+        "<h3>Generator CRPS against each model's MAE (paired intervals)</h3>",
+        _table(GENERATOR_DIFFERENCE_HEADER, generator_difference_rows(result)),
+    ]
+    for fig, alt in ens_figs.FIGURES.items():
+        p = RunDir(run).figure(fig)
+        if p.is_file():
+            parts.append(_img(p, alt))
+    return "\n".join(parts)
+
+
 def write_report(run: str | Path, out: str | Path | None = None, *, summary: str = "") -> Path:
     """Write ``RUN/report.html`` (or ``out``) from the run directory's contents.
 
@@ -306,6 +331,9 @@ def write_report(run: str | Path, out: str | Path | None = None, *, summary: str
         "<h2>Downscaling verification</h2>",
         _verify_section(run),
     ]
+    generator = _generator_section(run)
+    if generator:
+        body += ["<h2>Generator as a probabilistic downscaler</h2>", generator]
     doc = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>downpour report: {html.escape(name)}</title><style>{_CSS}</style></head>"

@@ -27,6 +27,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from downpour.report.tables import interval  # noqa: E402  (one formatter for every table)
+
 __all__ = [
     "difference_lines",
     "event_rows",
@@ -37,14 +39,6 @@ __all__ = [
     "plot_reliability_diagrams",
     "quantile_rows",
 ]
-
-
-def interval(leaf: dict[str, Any], digits: int = 3) -> str:
-    """``estimate [low, high]`` of a bootstrap leaf (``n/a`` when undefined)."""
-    est = leaf.get("estimate", float("nan"))
-    if est is None or not np.isfinite(est):
-        return "n/a"
-    return f"{est:.{digits}f} [{leaf['low']:.{digits}f}, {leaf['high']:.{digits}f}]"
 
 
 def model_names(result: dict[str, Any]) -> list[str]:

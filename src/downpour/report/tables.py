@@ -2,7 +2,9 @@
 
 Each function turns a result dict (``RUN/metrics/verify.json`` or one entry
 of ``RUN/metrics/sample_quality.json``) into rows of text that the command
-line and the HTML report print the same way.
+line and the HTML report print the same way; the generator's block
+(``verify.json``'s ``generator``) has its rows, headline entries and
+significance statements here too.
 
 Examples
 --------
@@ -22,7 +24,13 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "GENERATOR_DIFFERENCE_HEADER",
     "HEADLINE",
+    "generator_difference_rows",
+    "generator_headline",
+    "generator_lines",
+    "generator_rows",
+    "interval",
     "quality_rows",
     "score_interval",
     "significance_lines",
@@ -42,6 +50,20 @@ HEADLINE: list[tuple[str, str, str | None, str]] = [
     ("RMSE", "continuous", None, "rmse"),
     ("MAE_tail", "continuous", None, "mae_tail"),
 ]
+
+
+def interval(leaf: dict[str, Any], digits: int = 3) -> str:
+    """``estimate [low, high]`` of a bootstrap leaf (``n/a`` when undefined).
+
+    Examples
+    --------
+    >>> interval({"estimate": 0.2, "low": 0.1, "high": 0.3})
+    '0.200 [0.100, 0.300]'
+    """
+    est = leaf.get("estimate", float("nan"))
+    if est is None or not np.isfinite(est):
+        return "n/a"
+    return f"{est:.{digits}f} [{leaf['low']:.{digits}f}, {leaf['high']:.{digits}f}]"
 
 
 def score_interval(
@@ -69,7 +91,7 @@ def significance_lines(result: dict[str, Any]) -> list[str]:
                 "significant" if leaf["significant"] else "not significant (interval includes 0)"
             )
             lines.append(f"{pair}, {label}: {est:+.3f} [{low:+.3f}, {high:+.3f}], {verdict}")
-    return lines
+    return lines + generator_lines(result)
 
 
 def verification_table(
@@ -147,4 +169,126 @@ def quality_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
     ]
     for key in ("mean", "P95", "P99", "max"):
         rows.append((key, _fmt(r[key], 2), _fmt(g[key], 2)))
+    return rows
+
+
+# ------------------------------------------------------------- the generator's ensemble
+
+
+def generator_lines(result: dict[str, Any]) -> list[str]:
+    """Plain statements of the generator's CRPS − MAE of each deterministic model (ECDF CRPS).
+
+    Empty when the result has no ``generator`` block.
+    """
+    gen = result.get("generator")
+    if not gen:
+        return []
+    lines = []
+    for name, d in gen["crps_minus_mae"].items():
+        what = f"generator CRPS − {name} MAE"
+        if "error" in d:
+            lines.append(f"{what}: not compared ({d['error']})")
+            continue
+        leaf = d["ecdf"]["difference"]
+        if not np.isfinite(leaf["estimate"]):
+            lines.append(f"{what}: undefined")
+            continue
+        verdict = "significant" if leaf["significant"] else "not significant (interval includes 0)"
+        est, low, high = leaf["estimate"], leaf["low"], leaf["high"]
+        lines.append(f"{what}: {est:+.3f} [{low:+.3f}, {high:+.3f}], {verdict}")
+    return lines
+
+
+def generator_headline(result: dict[str, Any], reference: str = "srdrn_real") -> dict[str, Any]:
+    """Headline entries of the generator: its CRPS and CRPS − MAE of ``reference``.
+
+    Returns
+    -------
+    dict
+        ``{"CRPS generator": [est, low, high], "CRPS generator − MAE <reference>":
+        [est, low, high]}`` (ECDF CRPS); empty without a ``generator`` block, the
+        second entry only when ``reference`` was compared.
+    """
+    gen = result.get("generator")
+    if not gen:
+        return {}
+    leaf = gen["ensemble"]["intervals"]["scores"]["crps_ecdf"]
+    out = {"CRPS generator": [leaf["estimate"], leaf["low"], leaf["high"]]}
+    pair = gen["crps_minus_mae"].get(reference, {})
+    if "ecdf" in pair:
+        d = pair["ecdf"]["difference"]
+        out[f"CRPS generator − MAE {reference}"] = [d["estimate"], d["low"], d["high"]]
+    return out
+
+
+#: Rows of :func:`generator_rows`: (label, where in the ``generator`` block).
+_GENERATOR_ROWS: list[tuple[str, tuple[str, ...]]] = [
+    ("CRPS (ECDF: the K members as issued)", ("scores", "crps_ecdf")),
+    ("CRPS (fair: an infinite ensemble)", ("scores", "crps_fair")),
+    ("MAE of the ensemble mean", ("scores", "mae_ensemble_mean")),
+    ("RMSE of the ensemble mean", ("scores", "rmse_ensemble_mean")),
+    ("spread √(mean s² (K+1)/K)", ("scores", "spread")),
+    ("spread–skill ratio (1: calibrated)", ("scores", "spread_skill")),
+    ("rank histogram: largest bin ÷ uniform", ("scores", "rank_max_ratio")),
+    ("rank histogram: smallest bin ÷ uniform", ("scores", "rank_min_ratio")),
+]
+
+
+def generator_rows(result: dict[str, Any]) -> list[list[str]]:
+    """Rows ``[score, estimate [low, high]]`` of the generator's block (empty without one).
+
+    Ensemble scores, then per event (P95, P99) the Brier score, Brier skill score
+    against the training climatology and ROC area of the fraction of members
+    above, then CSI, SEDI and POD of every member pooled as a deterministic forecast.
+    """
+    gen = result.get("generator")
+    if not gen:
+        return []
+    iv = gen["ensemble"]["intervals"]
+    rows = [[label, interval(iv[a][b])] for label, (a, b) in _GENERATOR_ROWS]
+    for event in gen["events"]:
+        rel = iv.get("reliability", {}).get(event, {})
+        note = (
+            f" (only {rel['event_days']} event days: interval unreliable)"
+            if rel and not rel["reliable"]
+            else ""
+        )
+        leaves = iv["events"][event]
+        rows += [
+            [f"Brier {event} (P = fraction of members above)", interval(leaves["brier"], 4)],
+            [f"BSS {event} (vs training climatology)", interval(leaves["bss"]) + note],
+            [f"ROC area {event}", interval(leaves["roc_auc"])],
+        ]
+    members = gen["member_scores"]["intervals"]["categorical"]
+    for event in gen["events"]:
+        for score in ("csi", "sedi", "pod"):
+            leaf = members.get(event, {}).get(score)
+            if leaf is not None:
+                rows.append([f"{score.upper()} {event}, every member pooled", interval(leaf)])
+    return rows
+
+
+#: Header of :func:`generator_difference_rows`.
+GENERATOR_DIFFERENCE_HEADER = [
+    "model",
+    "generator CRPS",
+    "model MAE",
+    "CRPS − MAE (ECDF)",
+    "fair CRPS − MAE",
+    "significant (ECDF)",
+]
+
+
+def generator_difference_rows(result: dict[str, Any]) -> list[list[str]]:
+    """Per deterministic model: the generator's CRPS, the model's MAE, their paired differences."""
+    gen = result.get("generator")
+    rows = []
+    for name, d in (gen or {}).get("crps_minus_mae", {}).items():
+        if "error" in d:
+            rows.append([name, "n/a", "n/a", "n/a", "n/a", f"not compared: {d['error']}"])
+            continue
+        e, f = d["ecdf"], d["fair"]
+        verdict = "yes" if e["difference"]["significant"] else "no (interval includes 0)"
+        rows.append([name, interval(e["ensemble"]), interval(e["reference"]),
+                     interval(e["difference"]), interval(f["difference"]), verdict])  # fmt: skip
     return rows
