@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from _shared import ROOT
+from _shared import HALF_YEAR, ROOT, TINY_GENERATOR
 from downpour.config import load_config
 from downpour.downscaling.pipeline import augmentation_verdict, run_pipeline
 
@@ -25,9 +25,11 @@ ERA5 = ROOT.parent / "shared" / "data" / "era5land_quebec_1970.nc"
 
 
 def assert_run_complete(run: Path, res) -> None:
+    # the demo's generator (arch lowres) samples in prior mode only: no posterior store
+    assert not (run / "samples" / "posterior_train.zarr").exists()
     for rel in (
-        "config.yaml", "data/store.zarr", "data/augmented.zarr", "samples/posterior_train.zarr",
-        "samples/prior_train.zarr", "metrics/sample_quality.json", "metrics/verify.json",
+        "config.yaml", "data/store.zarr", "data/augmented.zarr", "samples/prior_train.zarr",
+        "metrics/sample_quality.json", "metrics/verify.json",
         "metrics/train_srdrn_real.json", "metrics/train_srdrn_augmented.json", "report.html",
         "checkpoints/srdrn_real", "checkpoints/srdrn_augmented", "figures/verify_maps.png",
         "checkpoints/qsrdrn_real", "checkpoints/qsrdrn_augmented",
@@ -55,10 +57,17 @@ def assert_run_complete(run: Path, res) -> None:
     split = np.array([str(s) for s in ag["split"].values])
     assert "test" not in split and set(split[ag["is_synthetic"].values]) == {"train"}
     assert res.report.read_text().count("data:image/png;base64,") >= 10
+    # the generator scored as a probabilistic downscaler beside the deterministic models
+    gen = res.verification["generator"]
+    assert gen["members"] == 16 and gen["mode"] == "prior"
+    assert set(gen["crps_minus_mae"]) >= {"srdrn_real", "srdrn_augmented", "bicubic", "bcsd"}
+    assert 0 < gen["ensemble"]["crps_fair"] <= gen["ensemble"]["crps_ecdf"]
+    assert "Generator as a probabilistic downscaler" in res.report.read_text()
 
 
-def test_embedded_pipeline(tmp_path, small_overrides):
-    cfg = load_config("demo", [*small_overrides, *TINY_SRDRN])
+def test_embedded_pipeline(tmp_path):
+    over = [*HALF_YEAR, *TINY_GENERATOR, "train.epochs=1", "train.max_batches_per_epoch=4"]
+    cfg = load_config("demo", [*over, *TINY_SRDRN])
     res = run_pipeline(cfg, tmp_path / "demo", echo=lambda m: None, n_boot=50, progress=False)
     assert_run_complete(tmp_path / "demo", res)
     assert res.verdict == augmentation_verdict(res.verification)
@@ -69,7 +78,7 @@ def test_embedded_pipeline(tmp_path, small_overrides):
 def test_era5land_pipeline(tmp_path):
     cfg = load_config(
         str(ROOT / "examples" / "configs" / "era5land_quebec.yaml"),
-        [*TINY_SRDRN, "model.base_filters=8", "model.d_z=8", "train.epochs=1",
+        [*TINY_SRDRN, *TINY_GENERATOR, "train.epochs=1", "train.max_batches_per_epoch=4",
          "data.heavy.quantile=0.8"],
     )  # fmt: skip
     res = run_pipeline(cfg, tmp_path / "era5", echo=lambda m: None, n_boot=50, progress=False)

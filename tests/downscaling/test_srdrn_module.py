@@ -44,5 +44,5 @@ def test_srdrn_channels_last_overrides_train():
     assert resolved("train.channels_last=true", "srdrn.channels_last=null") is True
     assert resolved("train.channels_last=true", "srdrn.channels_last=false") is False
     assert resolved("train.channels_last=false", "srdrn.channels_last=true") is True
-    assert load_config("demo").train.channels_last is False  # the demo: NHWC for SRDRN only
+    assert resolved("train.channels_last=false") is True  # srdrn.channels_last decides
     assert resolved() is True

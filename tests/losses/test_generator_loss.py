@@ -97,7 +97,7 @@ def test_members_must_be_an_ensemble():
 
 def test_config_refuses_elbo_terms_under_the_ensemble_objective():
     with pytest.raises(ValidationError, match="loss.beta_kl"):
-        LossConfig(objective="ensemble", beta_kl=0.01)
+        LossConfig(objective="ensemble", beta_kl=0.02)
     with pytest.raises(ValidationError, match="block sizes"):
         LossConfig(objective="ensemble", crps_scales=[1, 4])
     # defaults of the ELBO terms are not an error: only what the user set

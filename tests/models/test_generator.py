@@ -6,7 +6,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from downpour.config import Config, ModelConfig
+from downpour.config import Config, ModelConfig, load_config
 from downpour.data.normalize import Normalization
 from downpour.models import build_model
 from downpour.models.baselines import bicubic
@@ -161,3 +161,11 @@ def test_the_widest_layers_act_on_the_low_res_grid():
     assert gen.count_parameters() < pyr.count_parameters()
     # channels per stage: 4·base at 13×11, then 2·base, base, base
     assert [st.fuse[0].out_channels for st in gen.stages] == [192, 96, 96]
+
+
+def test_demo_generator_parameter_count():
+    # the demo preset's generator (arch lowres, base 16): by hand, trunk 4·16 = 64 channels
+    info = {"x_channels": 2, "s_channels": 4, "shape": [156, 132], "scale_factor": 12}
+    net = build_model("cvae", load_config("demo"), info)
+    assert isinstance(net, LowResGenerator)
+    assert net.count_parameters() == 64_497

@@ -9,6 +9,9 @@ Parts (each a module of this package):
 - ``training``: training-step samples/s and achieved GFLOP/s of the cVAE
   (v3, and v1 at the design notes' base width 64) and the published SRDRN
   at 156×132, batch 16, for each fast path;
+- ``generator``: the ensemble generator (``model.arch: lowres``) against the
+  design notes' cVAE at equal width, training and sampling members/s side by
+  side, GFLOP per member and the verdict against issue 12's target;
 - ``sampling``: fields/s with K = 100 members per event;
 - ``loader``: zarr loader samples/s with 0, 1, 2 workers, chunking and
   persistent workers;

@@ -6,7 +6,9 @@ issue: at least 3× the design notes' cVAE training samples/s at equal width
 CPU), a training step at half the measured matmul ceiling or more, and
 verification 2× faster than pysteps and ``scores`` at 30 % or more of the
 memory-copy bandwidth; ``downpour downscale`` of ten years at 80 % or more of
-the network's bare forward days/s, in memory independent of the years.
+the network's bare forward days/s, in memory independent of the years; and
+(issue 12) the ensemble generator at least 5× the cVAE's members/s at equal
+width with fewer than 30 M parameters (:mod:`downpour.bench.generator`).
 """
 
 from __future__ import annotations
@@ -115,6 +117,50 @@ def _training_targets(res: dict[str, Any]) -> list[str]:
                if ceiling else "")
         )  # fmt: skip
     return lines + [""] if lines else []
+
+
+def _generator(res: dict[str, Any]) -> list[str]:
+    g = res.get("generator")
+    if not g:
+        return []
+    from downpour.bench.generator import verdict_lines
+
+    (h, w), (lh, lw) = g["shape"], g["lowres_shape"]
+    row0 = g["rows"][0]
+    lines = [
+        f"{g['preset']} at equal width (d_z {row0['d_z']}, d_x {row0['d_x']}; base as listed), "
+        f"{g['precision']}, {g['device']} ({g['cpu']}, {res['facts'].get('cores', '?')} cores), "
+        f"{g['threads']} torch thread(s), run "
+        f"{g['date']}. Training: the same generated batch of {g['batch_size']} inputs at "
+        f"{h}×{w} ← {lh}×{lw}; the reference steps its ELBO (one member per sample), a "
+        f"generator its ensemble loss on {g['members']} members per input; {g['warmup']} "
+        f"warm-up and {g['steps']} timed step(s) of loss, backward and Adam. Sampling: "
+        f'`net.sample(x, s, {g["sample_members"]}, mode="prior")` on {g["sample_inputs"]} '
+        "input(s), eval mode. GFLOP per member (torch's FlopCounterMode): the sampling "
+        "forward, with in brackets the part an input's members share (encoders, trunk) and "
+        "the cost of each member (decoder), and the training step (forward and backward). "
+        "Peak MB: resident memory of the whole process during the timed steps (growth over "
+        "its size on entry in brackets).\n"
+    ]
+    speed = {(s["base_filters"], s["name"]): s for s in g.get("speedups", [])}
+    rows = []
+    for r in g["rows"]:
+        s = speed.get((r["base_filters"], r["name"]))
+        rows.append([
+            str(r["base_filters"]), r["name"], f"{r['parameters'] / 1e6:.2f} M",
+            f"{r['gflop_sample_per_member']:.2f} ({r['gflop_shared_per_input']:.2f} per input; "
+            f"{r['gflop_decoder_per_member']:.2f} per member)",
+            _f(r["gflop_step_per_member"], 2), _f(r["train_members_per_s"], 2),
+            "1×" if s is None else f"{s['train_speedup']:.2f}×",
+            _f(r["sample_members_per_s"], 2),
+            "1×" if s is None else f"{s['sample_speedup']:.2f}×",
+            f"{r['peak_mb']:,.0f} ({r['delta_mb']:+,.0f})",
+        ])  # fmt: skip
+    lines += _table(
+        ["base", "network", "parameters", "GFLOP/member, sampling",
+         "GFLOP/member, training step", "training members/s", "vs reference",
+         "sampling members/s", "vs reference", "peak MB (growth)"], rows)  # fmt: skip
+    return lines + [f"- {line}" for line in verdict_lines(g)] + [""]
 
 
 def _sampling(res: dict[str, Any]) -> list[str]:
@@ -275,6 +321,7 @@ def results_markdown(results: list[dict[str, Any]]) -> str:
             *_machine(res),
         ]  # fmt: skip
         for name, part in (("Training step (forward, every loss term, backward, Adam)", _training),
+                           ("Generator vs the design notes' cVAE (issue 12)", _generator),
                            ("Sampling", _sampling), ("Data loader", _loader),
                            ("Verification", _verification),
                            (downscale, _downscale)):  # fmt: skip

@@ -1,6 +1,7 @@
 """Run the benchmark parts and write ``results_<device>.json``.
 
-The full run is sized to finish in under 10 minutes on a 2-core CPU; the
+The full run is sized to finish in under 10 minutes on a 2-core CPU, plus
+about 9 for the generator part (base 96 training steps take tens of seconds); the
 quick run (``--quick``) shrinks every part to seconds (tiny grids and
 networks) to check that the machinery works, and its figures mean nothing.
 """
@@ -25,7 +26,7 @@ __all__ = ["PARTS", "bf16_native", "run_bench"]
 
 #: Benchmark parts in run order.
 PARTS: tuple[str, ...] = (
-    "machine", "training", "sampling", "loader", "verification", "downscale",
+    "machine", "training", "generator", "sampling", "loader", "verification", "downscale",
 )  # fmt: skip
 
 _TINY_SRDRN = [
@@ -60,9 +61,9 @@ def _variants(device: str, compile_too: bool) -> tuple[Variant, ...]:
     return tuple(keep)
 
 
-def _training(quick: bool, device: str) -> list[dict[str, Any]]:
+def _training(quick: bool, device: str, steps: int | None = None) -> list[dict[str, Any]]:
     if quick:
-        small = {"shape": (48, 48), "scale_factor": 6, "batch_size": 2, "steps": 1}
+        small = {"shape": (48, 48), "scale_factor": 6, "batch_size": 2, "steps": steps or 1}
         fast = (VARIANTS[0], VARIANTS[1])
         return [
             bench_training("cvae", "demo", variants=fast, device=device, **small),  # type: ignore[arg-type]
@@ -75,10 +76,23 @@ def _training(quick: bool, device: str) -> list[dict[str, Any]]:
     v1 = (*no_compile[:2], Variant("fp32 compile", compile=True))
     return [
         # the design notes' widths: v3 is base 96, v1 base 64 (their 1.9 and 3.3 samples/s)
-        bench_training("cvae", "cvae_v3_phase2", steps=3 if gpu else 1, variants=v3, device=device),
-        bench_training("cvae", "cvae_v1_baseline", steps=2, variants=v1, device=device),
-        bench_training("srdrn", "srdrn", steps=2, variants=_variants(device, True), device=device),
-    ]
+        bench_training("cvae", "cvae_v3_phase2", steps=steps or (3 if gpu else 1), variants=v3,
+                       device=device),
+        bench_training("cvae", "cvae_v1_baseline", steps=steps or 2, variants=v1, device=device),
+        bench_training("srdrn", "srdrn", steps=steps or 2, variants=_variants(device, True),
+                       device=device),
+    ]  # fmt: skip
+
+
+def _generator(quick: bool, device: str, steps: int | None = None) -> dict[str, Any]:
+    from downpour.bench.generator import bench_generator
+
+    if quick:
+        return bench_generator(widths=(4,), batch_size=2, steps=steps or 1, sample_inputs=1,
+                               sample_members=4, shape=(48, 48), scale_factor=6,
+                               device=device)  # fmt: skip
+    # equal width: the v3 widths (base 96, d_z 128, d_x 96), then base 16
+    return bench_generator(widths=(96, 16), steps=steps or 2, device=device)
 
 
 def _sampling(quick: bool, device: str) -> dict[str, Any]:
@@ -119,6 +133,8 @@ def run_bench(
     quick: bool = False,
     device: str = "cpu",
     out_dir: str | Path | None = None,
+    threads: int | None = None,
+    steps: int | None = None,
     echo: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
     """Run benchmark parts; write ``out_dir/results_<device>.json`` when given.
@@ -134,13 +150,18 @@ def run_bench(
     out_dir
         Folder for the JSON (``RESULTS.md`` is written by :func:`write_results_md`);
         parts not run keep their figures from an existing JSON of the same device.
+    threads
+        ``torch.set_num_threads`` for the run, left set afterwards (default: torch's).
+    steps
+        Timed training steps of the ``training`` and ``generator`` parts
+        (default: each benchmark's own count).
     echo
         Progress messages.
 
     Returns
     -------
     dict
-        ``{"machine": {...}, "training": [...], "sampling": {...},
+        ``{"machine": {...}, "training": [...], "generator": {...}, "sampling": {...},
         "loader": {...}, "verification": {...}, "seconds": {part: s}}``.
     """
     unknown = [p for p in parts if p not in PARTS]
@@ -148,6 +169,10 @@ def run_bench(
         raise DownpourError(f"unknown benchmark part(s) {unknown}; choose from {', '.join(PARTS)}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise DownpourError("--device cuda asked for, but torch sees no GPU; use --device cpu")
+    if steps is not None and steps < 1:
+        raise DownpourError(f"steps must be ≥ 1, got {steps}")
+    if threads is not None:
+        torch.set_num_threads(threads)
     result: dict[str, Any] = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "quick": quick,
@@ -169,7 +194,11 @@ def run_bench(
                 "bf16_native": bf16_native(device),
             }
         elif part == "training":
-            result["training"] = _training(quick, device)
+            result["training"] = _training(quick, device, steps)
+        elif part == "generator":
+            result["generator"] = _generator(quick, device, steps)
+            for line in result["generator"]["verdict"]:
+                echo(f"bench: {line}")
         elif part == "sampling":
             result["sampling"] = _sampling(quick, device)
         elif part == "loader":

@@ -20,7 +20,9 @@ __all__ = ["bench"]
     "--only",
     "parts",
     multiple=True,
-    type=click.Choice(["machine", "training", "sampling", "loader", "verification", "downscale"]),
+    type=click.Choice(
+        ["machine", "training", "generator", "sampling", "loader", "verification", "downscale"]
+    ),
     help="Run only these parts (repeatable; default: all).",
 )
 @click.option(
@@ -37,13 +39,33 @@ __all__ = ["bench"]
     is_flag=True,
     help="Tiny sizes: checks the machinery in seconds (figures meaningless).",
 )
-def bench(parts: tuple[str, ...], out: Path, device: str, quick: bool) -> None:
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="torch threads for the run (default: torch's own).",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Timed steps of the training and generator parts (default: each part's own).",
+)
+def bench(
+    parts: tuple[str, ...],
+    out: Path,
+    device: str,
+    quick: bool,
+    threads: int | None,
+    steps: int | None,
+) -> None:
     """Measure training, sampling, loader and verification throughput and peak memory.
 
     Prints figures and never passes or fails on time. The full run takes under
-    10 minutes on a 2-core CPU: training steps of cVAE v3 (and v1) and the
+    20 minutes on a 2-core CPU: training steps of cVAE v3 (and v1) and the
     published SRDRN at 156×132 with each fast path (channels_last, bf16 where
-    the hardware has native bf16, torch.compile), K = 100 sampling, the zarr
+    the hardware has native bf16, torch.compile), the ensemble generator against
+    that cVAE at equal width (members/s, issue 12), K = 100 sampling, the zarr
     loader with 0/1/2 workers, and verification against pysteps and `scores`,
     each beside the matmul ceiling or memory-copy bandwidth measured in the
     same run. Writes OUT/results_<device>.json and regenerates OUT/RESULTS.md
@@ -52,7 +74,7 @@ def bench(parts: tuple[str, ...], out: Path, device: str, quick: bool) -> None:
     from downpour.bench import PARTS, run_bench, write_results_md
 
     result = run_bench(
-        parts or PARTS, quick=quick, device=device, out_dir=out,
+        parts or PARTS, quick=quick, device=device, out_dir=out, threads=threads, steps=steps,
         echo=lambda m: console.print(escape(m)),
     )  # fmt: skip
     md = write_results_md(out)

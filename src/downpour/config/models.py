@@ -119,7 +119,13 @@ class LossConfig(Section):
         if self.objective != "ensemble":
             return self
         elbo_only = ("beta_kl", "lambda_sparse", "lambda_focal", "lambda_spectral")
-        bad = [k for k in elbo_only if k in self.model_fields_set and getattr(self, k) > 0]
+        # a value other than the default is a user's choice the objective would ignore
+        # (defaults are not: a saved config spells every key and must load again)
+        bad = [
+            k
+            for k in elbo_only
+            if getattr(self, k) > 0 and getattr(self, k) != self.model_fields[k].default
+        ]
         if bad:
             raise ValueError(
                 f"loss.objective=ensemble does not use {', '.join('loss.' + k for k in bad)} "
