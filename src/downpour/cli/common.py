@@ -180,6 +180,7 @@ def print_verification(result: dict[str, Any]) -> None:
     console.print(table)
     for line in result.get("significance", []):
         console.print(escape(line))
+    _print_generator(result)
     if "probabilistic" not in result:
         return
     from downpour.report import probabilistic as prob
@@ -198,6 +199,31 @@ def print_verification(result: dict[str, Any]) -> None:
         console.print(table)
     for line in prob.difference_lines(result):
         console.print(escape(line))
+
+
+def _print_generator(result: dict[str, Any]) -> None:
+    """Print the generator's block as two tables (nothing without one)."""
+    from downpour.report.tables import (
+        GENERATOR_DIFFERENCE_HEADER,
+        generator_difference_rows,
+        generator_rows,
+    )
+
+    if "generator" not in result:
+        return
+    k = result["generator"]["members"]
+    for title, header, rows in (
+        (f"generator: prior-mode ensemble of {k} members (estimate [95% bootstrap interval])",
+         ["score", "generator"], generator_rows(result)),
+        ("generator CRPS against each model's MAE (paired intervals)",
+         GENERATOR_DIFFERENCE_HEADER, generator_difference_rows(result)),
+    ):  # fmt: skip
+        table = Table(title=title)
+        for col in header:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
 
 
 def print_quality(name: str, summary: dict[str, Any]) -> None:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
 from downpour.cli.common import console, print_verification
 
@@ -116,32 +114,6 @@ def verify(
     )  # fmt: skip
     if save_state is None:
         print_verification(result)
-        _print_generator(result)
-
-
-def _print_generator(result: dict[str, Any]) -> None:
-    """Print the generator's block as two tables (nothing without one)."""
-    from downpour.report.tables import (
-        GENERATOR_DIFFERENCE_HEADER,
-        generator_difference_rows,
-        generator_rows,
-    )
-
-    if "generator" not in result:
-        return
-    k = result["generator"]["members"]
-    for title, header, rows in (
-        (f"generator: prior-mode ensemble of {k} members (estimate [95% bootstrap interval])",
-         ["score", "generator"], generator_rows(result)),
-        ("generator CRPS against each model's MAE (paired intervals)",
-         GENERATOR_DIFFERENCE_HEADER, generator_difference_rows(result)),
-    ):  # fmt: skip
-        table = Table(title=title)
-        for col in header:
-            table.add_column(col)
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
 
 
 @click.command("verify-merge")
@@ -161,7 +133,6 @@ def verify_merge(state_dirs: tuple[Path, ...], out: Path, n_boot: int) -> None:
 
     result = merge_states(state_dirs, out, n_boot=n_boot, echo=lambda m: console.print(escape(m)))
     print_verification(result)
-    _print_generator(result)
     console.print(escape(f"wrote {out}"))
 
 

@@ -188,7 +188,7 @@ def run_pipeline(
         show_card(card)
     save_config(cfg, paths_of.config)
     lap("prepare")
-    echo("[2/8] train the cVAE on the training years")
+    echo("[2/8] train the generator on the training years")
     cvae = train_cvae(cfg, run, echo=echo, enable_progress_bar=progress)
     ckpt = cvae.best_checkpoint or cvae.last_checkpoint
     if ckpt is None:
