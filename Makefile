@@ -1,15 +1,18 @@
 # downpour: the two commands. `make demo` and `make test` each create the
 # virtual environment when it is missing (torch pinned to the CPU build first,
-# then the package with its extras under constraints.txt), then run.
+# then the package under constraints.txt), then run. The demo needs only the
+# package (and TensorBoard for its logs); the tests also install the
+# cross-check libraries and test tools (extra `all`).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.downpour-installed
+DEMO_STAMP := $(VENV)/.downpour-demo-installed
 RUN    ?= runs/demo
 
 .PHONY: demo test lint setup clean browser
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/downpour demo --out $(RUN)
 
 test: $(STAMP) browser
@@ -33,7 +36,13 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[all]"
-	@touch $(STAMP)
+	@touch $(STAMP) $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[tensorboard]"
+	@touch $(DEMO_STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

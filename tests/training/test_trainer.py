@@ -42,6 +42,6 @@ def test_validation_cadence_reaches_the_trainer(tmp_path):
                           enable_progress_bar=False)  # fmt: skip
     assert short.check_val_every_n_epoch == 2  # the last epoch is always validated
     demo = load_config("demo")
-    assert demo.train.val_every == 5 and srdrn_train_config(demo).val_every == 4
+    assert demo.train.val_every == 5 and srdrn_train_config(demo).val_every == 8
     inherited = srdrn_train_config(load_config("demo", ["srdrn.val_every=null"]))
     assert inherited.val_every == demo.train.val_every  # None: the train section decides
