@@ -37,9 +37,11 @@ def test_report_embeds_every_figure(report_run):
     path = write_report(report_run, summary="verdict: nothing to see")
     text = path.read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
-    # cVAE training curves, 4 sample-quality figures, verification scores and maps,
-    # and the 5 figures of the generator scored as a probabilistic downscaler
-    assert len(images) == 12
+    # cVAE training curves, 6 sample-quality figures (members, intensity, RAPSD, RAPSD
+    # ratio, rank histogram, distributions), verification scores and maps, and the 5
+    # figures of the generator scored as a probabilistic downscaler
+    assert len(images) == 14
+    assert "spread–skill ratio (1 = calibrated)" in text and "share of wavelengths" in text
     assert all(base64.b64decode(i)[:8] == PNG for i in images)
     assert 'src="http' not in text and "file:" not in text  # nothing outside the file
     for heading in ("Data card", "Training curves", "Sample quality", "Downscaling verification",
@@ -70,4 +72,4 @@ def test_report_opens_in_headless_chromium(report_run, tmp_path):
     )  # fmt: skip
     found = re.search(r'data-images="(\d+)/(\d+)"', out.stdout)
     assert found is not None, out.stderr[-2000:]
-    assert found.group(1) == found.group(2) == "12"
+    assert found.group(1) == found.group(2) == "14"

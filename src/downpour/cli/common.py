@@ -228,13 +228,19 @@ def _print_generator(result: dict[str, Any]) -> None:
 
 def print_quality(name: str, summary: dict[str, Any]) -> None:
     """Print the sample-quality summary of one samples store as a table."""
-    from downpour.report.tables import quality_rows
+    from downpour.report.tables import quality_ensemble_rows, quality_rows
 
     table = Table(title=f"sample quality: {name} ({summary['events']} events × "
                   f"{summary['members']} members, {summary['mode']} mode)")  # fmt: skip
     for col in ("metric", "real", "generated"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for row in quality_rows(summary):
+        table.add_row(*row)
+    console.print(table)
+    table = Table(title=f"{name}: tail, ensemble and spectra (mm/day where a unit applies)")
+    table.add_column("metric", justify="left")
+    table.add_column("value", justify="right")
+    for row in quality_ensemble_rows(summary):
         table.add_row(*row)
     console.print(table)
 

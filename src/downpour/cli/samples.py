@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
 from downpour.cli.common import console, print_quality
 
@@ -147,53 +144,6 @@ def evaluate(samples: tuple[Path, ...], out: Path | None, figures: bool) -> None
     for path in samples:
         q = run_evaluate(path, out, figures=figures)
         print_quality(path.name.split(".")[0], q.summary)
-        table = Table(title="ensemble and spectra")
-        table.add_column("metric", justify="left")
-        table.add_column("value", justify="right")
-        for row in _ensemble_rows(q.summary):
-            table.add_row(*row)
-        console.print(table)
-
-
-def _num(v: Any, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    return f"{v:.{digits}f}"
-
-
-def _ensemble_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    """Return the printed ``(metric, value)`` rows of P99.9, ensemble and RAPSD-ratio numbers.
-
-    Parameters
-    ----------
-    summary
-        One entry of ``sample_quality.json`` (:attr:`SampleQuality.summary`).
-    """
-    rows = [("P99.9 real / generated (mm/day)", f"{_num(summary['real'].get('P99.9'), 2)} / "
-             f"{_num(summary['generated'].get('P99.9'), 2)}")]  # fmt: skip
-    ens = summary.get("ensemble")
-    if ens is None:
-        rows.append(("ensemble scores", "– (one member)"))
-    else:
-        hist = ens["rank_histogram"]
-        rows += [
-            ("CRPS ECDF / fair (mm/day)", f"{_num(ens['crps_ecdf'])} / {_num(ens['crps_fair'])}"),
-            ("MAE of the ensemble mean (mm/day)", _num(ens["mae_ensemble_mean"])),
-            ("spread–skill ratio (1 = calibrated)", _num(ens["spread_skill"])),
-            ("rank histogram max / min bin ÷ uniform",
-             f"{_num(hist['max_ratio'], 2)} / {_num(hist['min_ratio'], 2)}"),
-        ]  # fmt: skip
-    ratio = summary.get("rapsd_ratio")
-    if ratio is not None:
-        rows += [(f"RAPSD ratio, wavelengths {band} cells", _num(v, 2))
-                 for band, v in ratio["bands"].items()]  # fmt: skip
-        rows += [
-            (f"RAPSD ratio min / max (≥ {ratio['min_wavelength']:g} cells)",
-             f"{_num(ratio['min'], 2)} / {_num(ratio['max'], 2)}"),
-            (f"share of wavelengths within ×{ratio['factor']:g}",
-             _num(ratio["share_within_factor"], 2)),
-        ]  # fmt: skip
-    return rows
 
 
 @click.command("augment")

@@ -36,6 +36,7 @@ from downpour.report.tables import (
     GENERATOR_DIFFERENCE_HEADER,
     generator_difference_rows,
     generator_rows,
+    quality_ensemble_rows,
     quality_rows,
     verification_table,
 )
@@ -168,7 +169,10 @@ def _quality_section(run: Path) -> str:
         )
         parts.append(_table(["metric", "real", "generated"], [list(r) for r in
                                                                quality_rows(summary)]))  # fmt: skip
-        for fig in ("members", "intensity", "rapsd", "distributions"):
+        parts.append(_table(["metric", "value"],
+                            [list(r) for r in quality_ensemble_rows(summary)]))  # fmt: skip
+        for fig in ("members", "intensity", "rapsd", "rapsd_ratio", "rank_histogram",
+                    "distributions"):  # fmt: skip
             p = RunDir(run).figure(f"{name}_{fig}")
             if p.is_file():
                 parts.append(_img(p, f"{name} {fig}"))

@@ -172,6 +172,42 @@ def quality_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+def quality_ensemble_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """Return ``(metric, value)`` rows of P99.9, the members' ensemble scores and the RAPSD ratio.
+
+    Parameters
+    ----------
+    summary
+        One entry of ``sample_quality.json``
+        (:attr:`~downpour.metrics.sample_quality.SampleQuality.summary`).
+    """
+    r, g = summary["real"], summary["generated"]
+    rows = [("P99.9 real / generated", f"{_fmt(r.get('P99.9'), 2)} / {_fmt(g.get('P99.9'), 2)}")]
+    ens = summary.get("ensemble")
+    if ens is None:
+        rows.append(("ensemble scores", "n/a (one member)"))
+    else:
+        hist = ens["rank_histogram"]
+        rows += [
+            ("CRPS ECDF / fair", f"{_fmt(ens['crps_ecdf'])} / {_fmt(ens['crps_fair'])}"),
+            ("MAE of the ensemble mean", _fmt(ens["mae_ensemble_mean"])),
+            ("spread–skill ratio (1 = calibrated)", _fmt(ens["spread_skill"])),
+            ("rank histogram max / min bin ÷ uniform",
+             f"{_fmt(hist['max_ratio'], 2)} / {_fmt(hist['min_ratio'], 2)}"),
+        ]  # fmt: skip
+    ratio = summary.get("rapsd_ratio")
+    if ratio is not None:
+        rows += [(f"RAPSD ratio generated / real, wavelengths {band} cells", _fmt(v, 2))
+                 for band, v in ratio["bands"].items()]  # fmt: skip
+        rows += [
+            (f"RAPSD ratio min / max (≥ {ratio['min_wavelength']:g} cells)",
+             f"{_fmt(ratio['min'], 2)} / {_fmt(ratio['max'], 2)}"),
+            (f"share of wavelengths within ×{ratio['factor']:g}",
+             _fmt(ratio["share_within_factor"], 2)),
+        ]  # fmt: skip
+    return rows
+
+
 # ------------------------------------------------------------- the generator's ensemble
 
 
