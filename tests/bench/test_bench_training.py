@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from downpour.bench.training import _module, count_step_flops, fake_batch, fake_info
+from downpour.bench.training import count_step_flops, fake_batch, fake_info, training_module
 from downpour.config import load_config
 
 TINY_SRDRN = [
@@ -18,7 +18,7 @@ def test_srdrn_step_flops_equal_the_hand_count():
     cfg = load_config("srdrn", TINY_SRDRN)
     info = fake_info((48, 48), 6)
     batch = fake_batch(info, 3)
-    module = _module("srdrn", cfg, info)
+    module = training_module("srdrn", cfg, info)
     convs: list[float] = []
 
     def hook(mod: torch.nn.Conv2d, inp: tuple, out: torch.Tensor) -> None:

@@ -20,7 +20,7 @@ from downpour.bench.generator import (
     verdict_lines,
 )
 from downpour.bench.report import results_markdown
-from downpour.bench.training import _module, count_step_flops, fake_batch, fake_info
+from downpour.bench.training import count_step_flops, fake_batch, fake_info, training_module
 from downpour.config import load_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -38,7 +38,7 @@ def result() -> dict:
 
 def _fresh(row: dict) -> tuple:
     info = fake_info(SHAPE, SCALE)
-    return _module("cvae", load_config("cvae_v3_phase2", row["overrides"]), info), info
+    return training_module("cvae", load_config("cvae_v3_phase2", row["overrides"]), info), info
 
 
 def test_the_part_returns_the_reference_and_both_generators_with_every_key(result):

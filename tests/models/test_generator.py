@@ -169,3 +169,21 @@ def test_demo_generator_parameter_count():
     net = build_model("cvae", load_config("demo"), info)
     assert isinstance(net, LowResGenerator)
     assert net.count_parameters() == 64_497
+
+
+def test_the_pyramid_cvae_draws_prior_members_for_the_ensemble_objective():
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_z=4, base_filters=4, d_x=8, d_y=8, prior="conditional", head="softplus")
+    net = CVAE(cfg, x_channels=2, s_channels=3, shape=SHAPE, scale_factor=SCALE)
+    x, s = _inputs()
+    m = net.members(x, s, 3)
+    assert m.shape == (2, 3, *SHAPE)
+    # members of one input differ only through z: fixing the draw fixes the member
+    assert float((m[:, 0] - m[:, 1]).detach().abs().mean()) > 1e-4
+    m.mean().backward()
+    assert float(net.prior_net.net[-1].weight.grad.abs().sum()) > 0  # the prior learns
+    assert net.enc_y.levels[0].conv[0].weight.grad is None  # no target encoder in prior draws
+    hurdle = CVAE(cfg.model_copy(update={"head": "hurdle"}), x_channels=2, s_channels=3,
+                  shape=SHAPE, scale_factor=SCALE)  # fmt: skip
+    with pytest.raises(ValueError, match="model.arch=lowres"):
+        hurdle.members(x, s, 2)

@@ -49,7 +49,13 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from downpour.bench.machine import PeakMemory, machine_facts
-from downpour.bench.training import _module, _step_fn, count_step_flops, fake_batch, fake_info
+from downpour.bench.training import (
+    count_step_flops,
+    fake_batch,
+    fake_info,
+    training_module,
+    training_step_fn,
+)
 from downpour.config import load_config
 
 __all__ = [
@@ -163,12 +169,12 @@ def _row(
         overrides.append(f"loss.members={members}")
     cfg = load_config(preset, overrides)
     torch.manual_seed(0)
-    module = _module("cvae", cfg, info).to(device)
+    module = training_module("cvae", cfg, info).to(device)
     module.train()
     per_step = batch["x"].shape[0] * (members if arm.role == "generator" else 1)
     flops = count_step_flops("cvae", module, batch)
     opt = torch.optim.Adam(module.parameters(), lr=1e-4)
-    step = _step_fn("cvae", module, batch, opt, contextlib.nullcontext())
+    step = training_step_fn("cvae", module, batch, opt, contextlib.nullcontext())
     t0 = time.perf_counter()
     for _ in range(warmup):
         step()

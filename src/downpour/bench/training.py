@@ -29,7 +29,15 @@ from downpour.bench.machine import PeakMemory
 from downpour.config import Config, load_config
 from downpour.models.fast import prepare_net, to_memory_format
 
-__all__ = ["Variant", "bench_training", "fake_batch", "fake_info", "VARIANTS"]
+__all__ = [
+    "VARIANTS",
+    "Variant",
+    "bench_training",
+    "fake_batch",
+    "fake_info",
+    "training_module",
+    "training_step_fn",
+]
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,8 @@ def fake_batch(
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def _module(kind: str, cfg: Config, info: dict[str, Any]) -> Any:
+def training_module(kind: str, cfg: Config, info: dict[str, Any]) -> Any:
+    """Return the Lightning module that trains ``kind`` (``"cvae"`` or ``"srdrn"``) for ``cfg``."""
     if kind == "cvae":
         from downpour.downscaling.cvae_module import CVAEModule
 
@@ -111,9 +120,11 @@ def _loss(kind: str, module: Any, batch: dict[str, torch.Tensor]) -> torch.Tenso
     return module.loss(pred, truth, mask)
 
 
-def _step_fn(
+def training_step_fn(
     kind: str, module: Any, batch: dict[str, torch.Tensor], opt: Any, autocast: Any
 ) -> Any:
+    """Return a closure running one step: zero grads, loss under ``autocast``, backward, step."""
+
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         with autocast:
@@ -174,7 +185,7 @@ def bench_training(
     info = fake_info(shape, scale_factor)
     batch = fake_batch(info, batch_size, device)
     torch.manual_seed(0)
-    base = _module(kind, cfg, info).to(device)
+    base = training_module(kind, cfg, info).to(device)
     flops = count_step_flops(kind, base, batch)
     out: dict[str, Any] = {
         "kind": kind,
@@ -190,7 +201,7 @@ def bench_training(
     state = {k: v.clone() for k, v in base.state_dict().items()}
     for var in variants:
         torch.manual_seed(0)
-        module = _module(kind, cfg, info).to(device)
+        module = training_module(kind, cfg, info).to(device)
         module.load_state_dict(state)
         module.train()
         t_compile = time.perf_counter()
@@ -203,7 +214,7 @@ def bench_training(
             else contextlib.nullcontext()
         )
 
-        step = _step_fn(kind, module, b, opt, autocast)
+        step = training_step_fn(kind, module, b, opt, autocast)
 
         try:
             step()  # warm-up (and compilation)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -191,14 +191,19 @@ def print_verification(result: dict[str, Any]) -> None:
         ("exceedance probabilities (BSS against the training climatology)", prob.EVENT_HEADER,
          prob.event_rows(result)),
     ):  # fmt: skip
-        table = Table(title=title)
-        for col in header:
-            table.add_column(col)
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+        print_table(title, header, rows)
     for line in prob.difference_lines(result):
         console.print(escape(line))
+
+
+def print_table(title: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """Print one rich table: a title, a header and string rows."""
+    table = Table(title=title)
+    for col in header:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 def _print_generator(result: dict[str, Any]) -> None:
@@ -218,12 +223,7 @@ def _print_generator(result: dict[str, Any]) -> None:
         ("generator CRPS against each model's MAE (paired intervals)",
          GENERATOR_DIFFERENCE_HEADER, generator_difference_rows(result)),
     ):  # fmt: skip
-        table = Table(title=title)
-        for col in header:
-            table.add_column(col)
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+        print_table(title, header, rows)
 
 
 def print_quality(name: str, summary: dict[str, Any]) -> None:
@@ -237,12 +237,8 @@ def print_quality(name: str, summary: dict[str, Any]) -> None:
     for row in quality_rows(summary):
         table.add_row(*row)
     console.print(table)
-    table = Table(title=f"{name}: tail, ensemble and spectra (mm/day where a unit applies)")
-    table.add_column("metric", justify="left")
-    table.add_column("value", justify="right")
-    for row in quality_ensemble_rows(summary):
-        table.add_row(*row)
-    console.print(table)
+    print_table(f"{name}: tail, ensemble and spectra (mm/day where a unit applies)",
+                ["metric", "value"], quality_ensemble_rows(summary))  # fmt: skip
 
 
 def device_options(func: Callable[..., Any]) -> Callable[..., Any]:

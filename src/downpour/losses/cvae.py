@@ -22,7 +22,20 @@ from downpour.losses.reconstruction import (
 from downpour.losses.spectral import spectral_loss
 from downpour.models.outputs import CVAEOutput
 
-__all__ = ["cvae_loss"]
+__all__ = ["cvae_loss", "recon_weights"]
+
+
+def recon_weights(cfg: LossConfig, tail_threshold: float, wet_threshold: float) -> dict[str, float]:
+    """Return the keyword arguments of the intensity-weighted terms (recon, multi-scale)."""
+    return {
+        "scale": cfg.scale,
+        "w_min": cfg.w_min,
+        "w_max": cfg.w_max,
+        "tail_threshold": tail_threshold,
+        "tail_boost": cfg.tail_boost,
+        "dry_weight": cfg.dry_weight,
+        "wet_threshold": wet_threshold,
+    }
 
 
 def cvae_loss(
@@ -91,15 +104,7 @@ def cvae_loss(
         raise ValueError(f"unknown output head {head!r}; valid: hurdle, relu, softplus")
     pred = torch.expm1(as_float(out.y_hat))
     true = torch.expm1(as_float(y_log))
-    recon_kw: dict[str, float] = {
-        "scale": cfg.scale,
-        "w_min": cfg.w_min,
-        "w_max": cfg.w_max,
-        "tail_threshold": tail_threshold,
-        "tail_boost": cfg.tail_boost,
-        "dry_weight": cfg.dry_weight,
-        "wet_threshold": wet_threshold,
-    }
+    recon_kw = recon_weights(cfg, tail_threshold, wet_threshold)
     zero = zero_like(pred)
     kl, kl_raw = kl_divergence(
         out.mu, out.logvar, out.prior_mu, out.prior_logvar, free_bits=cfg.free_bits

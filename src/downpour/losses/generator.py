@@ -20,6 +20,7 @@ import torch
 
 from downpour.config import LossConfig
 from downpour.losses.combine import Term, weighted_sum
+from downpour.losses.cvae import recon_weights
 from downpour.losses.ensemble import almost_fair_crps, pooled_crps, spectral_crps
 from downpour.losses.masked import as_float, zero_like
 from downpour.losses.reconstruction import (
@@ -94,15 +95,7 @@ def ensemble_loss(
     crps = almost_fair_crps(x, y, valid, alpha=alpha)
     mean_mm = torch.expm1(x).mean(dim=1, keepdim=True)
     true_mm = torch.expm1(y)
-    recon_kw: dict[str, float] = {
-        "scale": cfg.scale,
-        "w_min": cfg.w_min,
-        "w_max": cfg.w_max,
-        "tail_threshold": tail_threshold,
-        "tail_boost": cfg.tail_boost,
-        "dry_weight": cfg.dry_weight,
-        "wet_threshold": wet_threshold,
-    }
+    recon_kw = recon_weights(cfg, tail_threshold, wet_threshold)
     pooled: dict[int, torch.Tensor] = {}
 
     def pooled_term(scale: int) -> torch.Tensor:

@@ -68,10 +68,9 @@ from torch import nn
 
 from downpour.config import ModelConfig
 from downpour.data.normalize import Normalization
-from downpour.models.baselines import bicubic
 from downpour.models.blocks import CBAM, ConvBlock, FiLM, ResBlock
 from downpour.models.cvae_parts import ConditionalPrior, WetRule, wet_cells
-from downpour.models.srdrn import RAIN_MAX, upsample_factors
+from downpour.models.srdrn import bicubic_rain, one_channel, upsample_factors
 
 __all__ = ["LowResGenerator"]
 
@@ -197,7 +196,7 @@ class LowResGenerator(nn.Module):
         if cfg.residual == "bicubic":
             if normalization is None or precip_channel is None:
                 raise ValueError("residual='bicubic' needs normalization and precip_channel")
-            self._precip = (int(precip_channel), normalization)
+            self._precip = (int(precip_channel), one_channel(normalization, precip_channel))
 
     @classmethod
     def from_run(cls, cfg: Any, info: dict[str, Any]) -> LowResGenerator:
@@ -270,11 +269,7 @@ class LowResGenerator(nn.Module):
     def _base(self, x: torch.Tensor) -> torch.Tensor | None:
         if self._precip is None:
             return None
-        c, norm = self._precip
-        mean, std = norm.x_mean[c], norm.x_std[c]
-        t = x[:, c : c + 1].float() * std + mean
-        rain = (torch.expm1(t) if norm.x_log1p[c] else t).clamp(0.0, RAIN_MAX)
-        return torch.log1p(bicubic(rain, self.scale_factor))  # type: ignore[arg-type]
+        return torch.log1p(bicubic_rain(x, *self._precip, self.scale_factor))
 
     def noise(
         self, n: int, *, generator: torch.Generator | None = None, device: Any = None

@@ -237,6 +237,42 @@ def residual_inputs(info: dict[str, Any]) -> dict[str, Any]:
     return {"normalization": norm, "precip_channel": int(channels[0])}
 
 
+def one_channel(normalization: Normalization, channel: int) -> Normalization:
+    """Return the normalisation of predictor ``channel`` alone (for :func:`bicubic_rain`)."""
+    c = int(channel)
+    return Normalization(
+        channels=(normalization.channels[c],),
+        x_log1p=(normalization.x_log1p[c],),
+        x_mean=(normalization.x_mean[c],),
+        x_std=(normalization.x_std[c],),
+        y_mean=normalization.y_mean,
+        y_std=normalization.y_std,
+        units=normalization.units,
+    )
+
+
+def bicubic_rain(x: torch.Tensor, channel: int, norm: Normalization, scale: int) -> torch.Tensor:
+    """Bicubic interpolation of the precipitation channel of normalised predictors, mm/day ≥ 0.
+
+    Parameters
+    ----------
+    x
+        Normalised predictors ``(B, C, h, w)``.
+    channel, norm
+        The precipitation channel and its one-channel normalisation (:func:`one_channel`).
+    scale
+        Scale factor.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, 1, h·scale, w·scale)`` float32: the channel de-normalised, clamped to
+        ``[0, RAIN_MAX]``, then :func:`~downpour.models.baselines.bicubic`.
+    """
+    rain = norm.denormalize_x(x[:, channel : channel + 1].float()).clamp(0.0, RAIN_MAX)
+    return bicubic(rain, scale)  # type: ignore[return-value]
+
+
 class SRDRNResBlock(nn.Module):
     """Published residual block: ``x + BN(conv(PReLU(BN(conv(x)))))``, shape unchanged.
 
@@ -380,16 +416,7 @@ class SRDRN(nn.Module):
             c = int(precip_channel)
             if not 0 <= c < in_channels:
                 raise ValueError(f"precip_channel {c} is not one of the {in_channels} channels")
-            one = Normalization(
-                channels=(normalization.channels[c],),
-                x_log1p=(normalization.x_log1p[c],),
-                x_mean=(normalization.x_mean[c],),
-                x_std=(normalization.x_std[c],),
-                y_mean=normalization.y_mean,
-                y_std=normalization.y_std,
-                units=normalization.units,
-            )
-            self._precip = (c, one)
+            self._precip = (c, one_channel(normalization, c))
         elif residual != "none":
             raise ValueError(f"residual must be 'none' or 'bicubic', got {residual!r}")
         self.factors = _resolve_factors(scale_factor, upsample)
@@ -497,9 +524,7 @@ class SRDRN(nn.Module):
         """
         if self._precip is None:
             raise RuntimeError("interpolated() needs residual='bicubic'")
-        c, norm = self._precip
-        rain = norm.denormalize_x(x[:, c : c + 1].float()).clamp(0.0, RAIN_MAX)
-        return bicubic(rain, self.scale_factor)  # type: ignore[return-value]
+        return bicubic_rain(x, *self._precip, self.scale_factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Downscale ``x (B, C, h, w)`` to rain ``(B, Q', h·s, w·s)`` in mm/day (class Notes)."""
