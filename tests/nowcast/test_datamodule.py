@@ -5,11 +5,8 @@ import pytest
 
 from downpour.config import load_config
 from downpour.core.errors import DownpourError
-from downpour.nowcast.datamodule import (
-    NowcastDataModule,
-    load_nowcast_source,
-    split_blocks,
-)
+from downpour.nowcast.datamodule import NowcastDataModule
+from downpour.nowcast.events import load_nowcast_source, split_blocks
 
 
 def test_split_blocks_are_contiguous_and_cover_the_axis():
@@ -35,7 +32,7 @@ def test_windows_never_cross_the_split_boundary(hourly):
 def test_empty_validation_period_is_a_clear_error(hourly):
     cfg = load_config(None, ["nowcast.n_frames=4", "nowcast.val_fraction=0.1",
                              "nowcast.test_fraction=0.1"])  # fmt: skip
-    with pytest.raises(DownpourError, match=r"val period .*nowcast\.val_fraction"):
+    with pytest.raises(DownpourError, match=r"val split .*nowcast\.val_fraction"):
         NowcastDataModule(hourly(20), cfg.nowcast)
 
 

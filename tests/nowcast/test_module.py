@@ -35,3 +35,38 @@ def test_crop_is_shared_by_inputs_targets_mask_and_prefers_rain():
     # a random 8×8 crop overlaps the 8×8 rain corner with probability ~1/4 per try
     assert np.mean([h > 0 for h in hits]) > 0.5
     assert _rainy_crop(batch, 32, 0.0) is batch  # larger than the grid: unchanged
+
+
+def test_flips_turn_the_motion_with_the_field():
+    """A blob moving right (u = +1): after a left-right flip it moves left (u = −1), and the
+    flipped motion still carries the flipped field onto the flipped target."""
+    from downpour.models.warp import advect
+    from downpour.nowcast.module import _flip
+
+    inputs = torch.zeros(64, 1, 6, 8)
+    inputs[:, 0, 2, 1] = 1.0
+    motion = torch.zeros(64, 2, 6, 8)
+    motion[:, 0], motion[:, 1] = 1.0, 0.5
+    targets = advect(inputs, motion, 1)
+    batch = {"inputs": inputs, "targets": targets, "valid": torch.ones(64, 1, 6, 8).bool(),
+             "motion": motion}  # fmt: skip
+    torch.manual_seed(0)
+    out = _flip(batch)
+    u, v = out["motion"][:, 0, 0, 0], out["motion"][:, 1, 0, 0]
+    assert set(u.tolist()) == {1.0, -1.0} and set(v.tolist()) == {0.5, -0.5}  # both flips seen
+    torch.testing.assert_close(advect(out["inputs"], out["motion"], 1), out["targets"])
+
+
+def test_rollout_batch_gives_the_advection_model_its_motion():
+    from downpour.models.advection_nowcast import AdvectionNowcaster
+
+    net = AdvectionNowcaster(n_frames=2, base_features=4, depth=1)
+    frames = torch.rand(1, 2, 8, 8)
+    try:
+        rollout_batch(net, frames, torch.zeros(1, 2, 4))
+    except ValueError as exc:
+        assert "needs the motion field" in str(exc)
+    else:
+        raise AssertionError("no motion accepted")
+    out = rollout_batch(net, frames, torch.zeros(1, 2, 4), motion=torch.zeros(1, 2, 8, 8))
+    assert out.shape == (1, 2, 8, 8)

@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich import box
 from rich.markup import escape
-from rich.table import Table
 
 from downpour.cli.common import (
     DownpourGroup,
@@ -25,6 +23,7 @@ from downpour.cli.common import (
     out_option,
     print_train_result,
 )
+from downpour.cli.nowcast_tables import events_table, paired_table, scores_table
 from downpour.config import Config, VariableSource
 from downpour.core.errors import DownpourError
 from downpour.core.rundir import RunDir
@@ -53,13 +52,13 @@ def _source(path: Path | None, variable: str | None, checkpoint: Path) -> Variab
     if variable is None:
         from downpour.nowcast.train import load_nowcaster
 
-        target = load_nowcaster(checkpoint)[1].nowcast.target
-        if target is None:
+        events = load_nowcaster(checkpoint)[1].nowcast.events()
+        if not events:
             raise DownpourError(
                 f"--source {path}: the checkpoint was trained on the embedded generator, so "
                 "the variable is unknown; give --variable"
             )
-        variable = target.variable
+        variable = events[0].variable
     return VariableSource(path=path, variable=variable)
 
 
@@ -129,6 +128,11 @@ def _with(options: list[Any]) -> Any:
 @click.option("--to-end", is_flag=True, help="Forecast to the end of the source's time axis.")
 @_with(_source_opts)
 @click.option(
+    "--event",
+    default=None,
+    help="Which of the run's events to forecast (when nowcast.target lists several).",
+)
+@click.option(
     "--out",
     "-o",
     type=click.Path(path_type=Path),
@@ -149,6 +153,7 @@ def forecast_cmd(
     to_end: bool,
     source: Path | None,
     variable: str | None,
+    event: str | None,
     out: Path | None,
     fmt: str | None,
 ) -> None:
@@ -163,7 +168,7 @@ def forecast_cmd(
     length = None if to_end else (hours if hours is not None else float(cfg.nowcast.hours))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = forecast(checkpoint, init=init, hours=length, source=src)
+        ds = forecast(checkpoint, init=init, hours=length, source=src, event=event)
     from downpour.nowcast.range_check import RolloutRangeWarning
 
     _warn_lines([w for w in caught if issubclass(w.category, RolloutRangeWarning)])
@@ -183,53 +188,6 @@ def forecast_cmd(
     )
 
 
-_FLAGS = {"csi_1": "C", "fss_1": "F", "csi_heavy_not_worse": "H"}
-
-
-def scores_table(result: dict[str, Any]) -> Table:
-    """Return the score-vs-lead table of :func:`downpour.nowcast.verify.verify_nowcast`."""
-    from downpour.nowcast.verify import score_rows
-
-    methods = list(result["methods"])
-    short = "/".join(m[0] for m in methods)  # m/p/e
-    heavy = f"{max(result['thresholds']):g}"
-    sc = result["scales"][len(result["scales"]) // 2]
-    table = Table(
-        title=escape(
-            f"nowcast scores vs lead, {result['period']} period, {len(result['inits'])} inits "
-            f"({short} = {', '.join(methods)})"
-        ),
-        title_justify="left",
-        caption=f"FSS at {sc}×{sc} px. beats: ✓ = model > persistence on CSI and FSS at "
-        f"1 mm/h and ≥ on CSI at {heavy} mm/h; else the failed ones (C, F, H)",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
-    heads = ("lead", "n", f"CSI1 {short}", f"CSI{heavy} {short}", f"FSS1 {short}")
-    for col in (*heads, f"RMSE {short}", "beats"):
-        table.add_column(col, justify="right", no_wrap=True)
-    for row in score_rows(result):
-        if "model" not in row:
-            continue
-
-        def cell(key: str, fmt: str = ".2f", row: dict[str, Any] = row) -> str:
-            text = (format(row[m][key], fmt) for m in methods if m in row)
-            return "/".join(t[1:] if t.startswith("0.") else t for t in text)  # .70/.65
-
-        failed = "".join(_FLAGS[k] for k, v in row["beats"].items() if not v)
-        minutes = int(row["lead_min"])
-        table.add_row(
-            f"{minutes // 60}:{minutes % 60:02d}",
-            str(row["model"]["n"]),
-            cell("csi_1"),
-            cell("csi_heavy"),
-            cell("fss_1"),
-            cell("rmse", ".1f"),
-            "-" if not row["beats"] else (failed or "✓"),
-        )
-    return table
-
-
 @nowcast.command("verify")
 @_checkpoint
 @_with(_source_opts)
@@ -243,6 +201,13 @@ def scores_table(result: dict[str, Any]) -> Table:
 @click.option("--hours", type=float, default=None, help="Longest lead [default: nowcast.hours].")
 @click.option("--every", type=int, default=None, help="Steps between init times.")
 @click.option("--no-extrapolation", is_flag=True, help="Skip the pysteps extrapolation baseline.")
+@click.option(
+    "--n-boot",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Bootstrap resamples of the init times for the intervals (0: none).",
+)
 @click.option(
     "--out",
     "-o",
@@ -258,9 +223,16 @@ def verify_cmd(
     hours: float | None,
     every: int | None,
     no_extrapolation: bool,
+    n_boot: int,
     out: Path | None,
 ) -> None:
-    """Score model, persistence and extrapolation per lead; JSON, figures and a table."""
+    """Score model, persistence and extrapolation per lead, per event and pooled.
+
+    Pooled over the verified events (the held-out ones with nowcast.holdout:
+    event), with bootstrap intervals over init times and the model's paired
+    differences from each baseline; per event, the scores every 30 minutes and
+    the forecast's power at 8–16 km over the observed at the longest lead.
+    """
     from downpour.nowcast.verify import verify_nowcast
 
     run = out or RunDir.of_checkpoint(checkpoint).root
@@ -271,10 +243,15 @@ def verify_cmd(
         hours=hours,
         every=every,
         extrapolation=not no_extrapolation,
+        n_boot=n_boot,
         out_dir=run,
         echo=_echo,
     )
     console.print(scores_table(result))
+    if len(result["events"]) > 1 or result["intervals"]:
+        console.print(events_table(result))
+    if result["paired"]:
+        console.print(paired_table(result))
     for note in result["notes"]:
         _echo(f"note: {note}")
     n_warn = len(result["range_warnings"])

@@ -26,7 +26,7 @@ from downpour.config.loading import (
     save_config,
 )
 from downpour.config.models import LossConfig, ModelConfig, SRDRNConfig
-from downpour.config.nowcast import NowcastConfig
+from downpour.config.nowcast import NowcastConfig, RadarEvent
 from downpour.config.root import Config
 from downpour.config.sampling import AugmentConfig, SamplingConfig
 from downpour.config.training import TrainConfig
@@ -42,6 +42,7 @@ __all__ = [
     "LossConfig",
     "ModelConfig",
     "NowcastConfig",
+    "RadarEvent",
     "SRDRNConfig",
     "SamplingConfig",
     "SplitRange",

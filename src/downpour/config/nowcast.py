@@ -9,13 +9,47 @@ from pydantic import Field, model_validator
 from downpour.config.base import Section
 from downpour.config.data import VariableSource
 
-__all__ = ["NowcastConfig"]
+__all__ = ["NowcastConfig", "RadarEvent"]
+
+
+class RadarEvent(VariableSource):
+    """One radar file of the nowcaster's data: an event (a day, a radar)."""
+
+    coarsen: int | None = Field(
+        None, ge=1, description="block-mean factor of this file (default: nowcast.coarsen)"
+    )
+    event: str | None = Field(None, description="event name (default: the file's stem)")
+    pixel_km: float | None = Field(
+        None,
+        gt=0.0,
+        description="grid spacing in km after coarsening (default: from the x coordinate's "
+        "units, m or km), for the spectra in km",
+    )
+
+    @property
+    def label(self) -> str:
+        """The event's name: ``event``, else the file's stem."""
+        return self.event or self.path.stem
 
 
 class NowcastConfig(Section):
     """Radar nowcasting U-Net (docs/models.md)."""
 
-    target: VariableSource | None = Field(None, description="radar file; None = embedded")
+    target: RadarEvent | list[RadarEvent] | None = Field(
+        None, description="radar file, or a list of them (events); None = embedded"
+    )
+    model: Literal["residual", "advection"] = Field(
+        "residual",
+        description="residual: last frame + correction; advection: the latest frame advected "
+        "along its optical-flow motion (pysteps Lucas-Kanade) + a correction carried along",
+    )
+    holdout: Literal["block", "event"] = Field(
+        "block",
+        description="block: each event cut by time (val_fraction, test_fraction); event: "
+        "whole events held out (val_events, test_events)",
+    )
+    val_events: list[str] = Field([], description="events validated on (holdout: event)")
+    test_events: list[str] = Field([], description="events held out for verify (holdout: event)")
     n_frames: int = Field(4, ge=1)
     base_features: int = Field(40, ge=1)
     step_minutes: int = Field(60, ge=1)
@@ -76,3 +110,56 @@ class NowcastConfig(Section):
                 "leaves less than 10% of the time for training"
             )
         return self
+
+    @model_validator(mode="after")
+    def _advection(self) -> NowcastConfig:
+        if self.model == "advection" and self.n_frames < 2:
+            raise ValueError(
+                "nowcast.model=advection estimates the motion from the input frames: set "
+                "nowcast.n_frames to 2 or more"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _events(self) -> NowcastConfig:
+        events = self.events()
+        names = [e.label for e in events]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(
+                f"nowcast.target: event names {dup} appear twice; give each file its own "
+                "`event:` name"
+            )
+        if self.holdout == "event":
+            if not self.val_events or not self.test_events:
+                raise ValueError(
+                    "nowcast.holdout=event needs nowcast.val_events and nowcast.test_events "
+                    f"(names of nowcast.target events: {', '.join(names) or 'none'})"
+                )
+            for key in ("val_events", "test_events"):
+                unknown = [n for n in getattr(self, key) if n not in names]
+                if unknown:
+                    raise ValueError(
+                        f"nowcast.{key}: unknown event(s) {unknown}; valid names: "
+                        f"{', '.join(names) or 'none (nowcast.target is not a list of files)'}"
+                    )
+            both = sorted(set(self.val_events) & set(self.test_events))
+            if both:
+                raise ValueError(f"nowcast: events {both} are in both val_events and test_events")
+            if len(set(self.val_events) | set(self.test_events)) >= len(names):
+                raise ValueError(
+                    "nowcast.holdout=event leaves no event for training; list fewer "
+                    "val_events/test_events"
+                )
+        elif self.val_events or self.test_events:
+            raise ValueError(
+                "nowcast.val_events/test_events are used with nowcast.holdout=event only; "
+                "set nowcast.holdout: event, or remove them"
+            )
+        return self
+
+    def events(self) -> list[RadarEvent]:
+        """Return the radar files of ``target`` as a list (empty for the embedded generator)."""
+        if self.target is None:
+            return []
+        return list(self.target) if isinstance(self.target, list) else [self.target]

@@ -69,6 +69,7 @@ class LeadScores:
         self.psd: list[np.ndarray | None] = [None] * n_leads
         self.psd_truth: list[np.ndarray | None] = [None] * n_leads
         self.freq = np.zeros(0)
+        self.mixed_grids = False
 
     def update(self, forecast: np.ndarray, truth: np.ndarray, time: np.datetime64) -> None:
         """Add one init: ``forecast``, ``truth`` ``(K, H, W)`` mm/h, NaN excluded, K ≤ n_leads."""
@@ -84,6 +85,36 @@ class LeadScores:
             self.freq, p = rapsd(np.stack([f, t]), mask=valid)
             self.psd[k] = p[0] if self.psd[k] is None else self.psd[k] + p[0]
             self.psd_truth[k] = p[1] if self.psd_truth[k] is None else self.psd_truth[k] + p[1]
+
+    def merge(self, other: LeadScores) -> LeadScores:
+        """Return the scores of the inits of both (e.g. two events).
+
+        The accumulators merge per lead
+        (:meth:`~downpour.metrics.accumulator.VerificationAccumulator.merge`),
+        the inits of ``self`` first; their time stamps are dropped, since two
+        events (two radars) may share an init time. Mean spectra are pooled
+        only when both were computed on grids of one size (else ``rapsd`` is
+        ``None`` in :meth:`compute`: compare spectra per event).
+        """
+        if len(other.acc) != len(self.acc):
+            raise ValueError(f"LeadScores.merge: {len(self.acc)} vs {len(other.acc)} leads")
+        out = LeadScores(0, [], [], self.transform)
+        out.acc = [_untimed(a).merge(_untimed(b)) for a, b in zip(self.acc, other.acc, strict=True)]
+        out.sse_norm, out.n = self.sse_norm + other.sse_norm, self.n + other.n
+        same = self.freq.shape == other.freq.shape or not self.freq.size or not other.freq.size
+        out.psd, out.psd_truth = [], []
+        for a, b, out_list in (
+            (self.psd, other.psd, out.psd),
+            (self.psd_truth, other.psd_truth, out.psd_truth),
+        ):
+            for pa, pb in zip(a, b, strict=True):
+                if pa is None or pb is None:
+                    out_list.append(pa if pb is None else pb if pa is None else None)
+                else:
+                    out_list.append(pa + pb if same and pa.shape == pb.shape else None)
+        out.freq = self.freq if self.freq.size else other.freq
+        out.mixed_grids = self.mixed_grids or other.mixed_grids or not same
+        return out
 
     def compute(self) -> list[dict[str, Any]]:
         """Return the scores of each lead.
@@ -103,6 +134,8 @@ class LeadScores:
             s = acc.compute(tail_fit=False)
             c = s["continuous"]
             psd, psd_t = self.psd[k], self.psd_truth[k]
+            if self.mixed_grids:
+                psd = psd_t = None
             out.append(
                 {
                     "n_inits": acc.n_days,
@@ -117,6 +150,13 @@ class LeadScores:
                 }
             )
         return out
+
+
+def _untimed(acc: VerificationAccumulator) -> VerificationAccumulator:
+    """Return a copy of ``acc`` with every day's time stamp NaT."""
+    state = dict(acc.state())
+    state["times"] = np.full(acc.n_days, np.datetime64("NaT"), dtype="datetime64[ns]")
+    return VerificationAccumulator.from_state(state)
 
 
 def beats_persistence(model: dict[str, Any], pers: dict[str, Any], heavy: str) -> dict[str, bool]:

@@ -105,6 +105,9 @@ class NowcastUNet(nn.Module):
     offset, scale
         The network sees ``(frames − offset) / scale`` and its change is
         multiplied by ``scale`` (e.g. ``offset=-15, scale=10`` for dBR).
+    extra_channels
+        Further input channels given to :meth:`residual` as ``extra``, already
+        scaled by the caller (the advection model's advected frame and motion).
 
     Notes
     -----
@@ -122,6 +125,7 @@ class NowcastUNet(nn.Module):
         floor: float = 0.0,
         offset: float = 0.0,
         scale: float = 1.0,
+        extra_channels: int = 0,
     ) -> None:
         super().__init__()
         if n_frames < 1 or base_features < 1 or depth < 1:
@@ -133,8 +137,9 @@ class NowcastUNet(nn.Module):
             raise ValueError(f"NowcastUNet: scale must be > 0, got {scale}")
         self.n_frames, self.depth, self.temporal_dim = n_frames, depth, temporal_dim
         self.floor, self.offset, self.scale = float(floor), float(offset), float(scale)
+        self.extra_channels = int(extra_channels)
         ch = [base_features * 2**level for level in range(depth + 1)]
-        self.stem = _DoubleConv(n_frames, ch[0])
+        self.stem = _DoubleConv(n_frames + self.extra_channels, ch[0])
         self.down = nn.ModuleList(_DoubleConv(ch[i], ch[i + 1]) for i in range(depth))
         self.film = FiLM(temporal_dim, ch[depth])
         self.up = nn.ModuleList(_DoubleConv(ch[i + 1] + ch[i], ch[i]) for i in range(depth))
@@ -157,8 +162,16 @@ class NowcastUNet(nn.Module):
         )
 
     @classmethod
-    def from_run(cls, cfg: Config, info: dict[str, Any]) -> NowcastUNet:
-        """Build from a run's ``nowcast`` section (``info``, the training statistics, is unused)."""
+    def from_run(cls, cfg: Config, info: dict[str, Any]) -> nn.Module:
+        """Build the network of a run's ``nowcast`` section (``info`` is unused).
+
+        ``nowcast.model: advection`` builds
+        :class:`~downpour.models.advection_nowcast.AdvectionNowcaster` instead.
+        """
+        if cfg.nowcast.model == "advection":
+            from downpour.models.advection_nowcast import AdvectionNowcaster
+
+            return AdvectionNowcaster.from_config(cfg.nowcast)
         return cls.from_config(cfg.nowcast)
 
     @classmethod
@@ -166,8 +179,13 @@ class NowcastUNet(nn.Module):
         """Return ``train.channels_last``: the memory format the nowcaster trained in."""
         return bool(cfg.train.channels_last)
 
-    def residual(self, frames: torch.Tensor, enc: torch.Tensor) -> torch.Tensor:
-        """Return the predicted change ``Δ`` (before scaling), ``(B, 1, H, W)``."""
+    def residual(
+        self, frames: torch.Tensor, enc: torch.Tensor, extra: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Return the predicted change ``Δ`` (before scaling), ``(B, 1, H, W)``.
+
+        ``extra`` ``(B, extra_channels, H, W)`` joins the scaled frames as input.
+        """
         if frames.ndim != 4 or frames.shape[1] != self.n_frames:
             raise ValueError(
                 f"frames must be (B, {self.n_frames}, H, W), got {tuple(frames.shape)}"
@@ -181,6 +199,11 @@ class NowcastUNet(nn.Module):
         m = 2**self.depth
         ph, pw = (-h) % m, (-w) % m
         x = (frames - self.offset) / self.scale
+        if self.extra_channels:
+            if extra is None or extra.shape[1] != self.extra_channels:
+                got = None if extra is None else tuple(extra.shape)
+                raise ValueError(f"extra must be (B, {self.extra_channels}, H, W), got {got}")
+            x = torch.cat([x, extra.to(x.dtype)], dim=1)
         if ph or pw:
             x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="replicate")
         skips = [self.stem(x)]

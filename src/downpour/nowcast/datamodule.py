@@ -1,104 +1,95 @@
-"""The radar sequence of a config, split by time into training | validation | test.
+"""Training and validation windows of the radar events of a config.
 
-:func:`load_nowcast_source` reads ``nowcast.target`` (or runs the embedded
-generator) at the model step and grid. The sequence is cut by time into three
-contiguous blocks, training | validation | test (``nowcast.val_fraction``,
-``nowcast.test_fraction``; :func:`split_blocks`); windows are built inside
-each block, so no window crosses a boundary and no test frame is ever a
-training input or target. :class:`NowcastDataModule` serves the training and
-validation windows; the shuffle order is a function of (seed, epoch), so a
+The events (:func:`downpour.nowcast.events.load_events`) are split by block
+or by event (:func:`downpour.nowcast.events.split_events`); windows are built
+inside each block of each event, so no window spans two files or crosses a
+split boundary, and no test frame is ever a training input or target.
+:class:`NowcastDataModule` serves the training and validation windows (of
+grids of different sizes, padded to the largest of the batch as no-data,
+:func:`pad_collate`); the shuffle order is a function of (seed, epoch), so a
 resumed run replays exactly the batches of an uninterrupted one.
 :func:`training_stats` records the range of the training rain for the
 rollout range checks.
 
 Examples
 --------
->>> split_blocks(20, 0.25, 0.25)["val"]
-slice(10, 15, None)
+>>> items = [{"inputs": torch.ones(2, 3, 4), "valid": torch.ones(1, 3, 4, dtype=torch.bool)},
+...          {"inputs": torch.ones(2, 5, 2), "valid": torch.ones(1, 5, 2, dtype=torch.bool)}]
+>>> batch = pad_collate(items, fill=0.0)
+>>> batch["inputs"].shape, int(batch["valid"][1].sum())
+(torch.Size([2, 2, 5, 4]), 10)
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import lightning as L
 import numpy as np
 import torch
 import xarray as xr
-from torch.utils.data import DataLoader
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from downpour.config import NowcastConfig, VariableSource
+from downpour.config import NowcastConfig
 from downpour.core.errors import DownpourError
 from downpour.data.batching import ShardSampler, ShuffledBatchSampler
-from downpour.data.rain import WET
+from downpour.data.rain import WET, no_rain_value
 from downpour.data.splits import dry_split_warnings
-from downpour.nowcast.radar import accumulate, coarsen_radar, load_radar
-from downpour.nowcast.synthetic import make_embedded_radar
+from downpour.nowcast.events import SPLITS, block_wet_fraction, split_events
 from downpour.nowcast.windows import NowcastWindows, iso_minute
 
-__all__ = [
-    "NowcastDataModule",
-    "load_nowcast_source",
-    "split_blocks",
-    "training_stats",
-]
+__all__ = ["NowcastDataModule", "pad_collate", "training_stats"]
 
 
-def load_nowcast_source(
-    nc: NowcastConfig, source: VariableSource | xr.DataArray | None = None
-) -> xr.DataArray:
-    """Load the radar sequence of a nowcast config at its step and grid.
+class _Empty(Dataset):
+    def __len__(self) -> int:
+        return 0
 
-    Parameters
-    ----------
-    nc
-        The ``nowcast`` section (``target``, ``step_minutes``, ``coarsen`` and
-        the ``embedded_*`` generator settings).
-    source
-        Overrides ``nc.target``: a radar file, or a rate DataArray in mm/h
-        already at the model step (dims ``(time, y, x)``).
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        raise IndexError(i)
 
-    Returns
-    -------
-    xarray.DataArray
-        float32 mm/h, dims ``(time, y, x)``, NaN = no data
-        (:func:`downpour.nowcast.radar.load_radar`).
+
+def _describe(blocks: dict[str, xr.DataArray]) -> str:
+    parts = []
+    for name, da in blocks.items():
+        t = da["time"].values
+        span = f"{iso_minute(t[0])} .. {iso_minute(t[-1])}" if t.size else "empty"
+        parts.append(f"{name}: {t.size} frames {span}")
+    return "; ".join(parts) or "no event"
+
+
+#: Padding of each key of a window when grids of a batch differ (``None``: the rain fill).
+_PAD = {"inputs": None, "targets": None, "valid": False, "motion": 0.0}
+
+
+def pad_collate(items: list[dict[str, torch.Tensor]], fill: float) -> dict[str, torch.Tensor]:
+    """Stack windows into a batch, padding smaller grids at the bottom and right.
+
+    Rain frames are padded with ``fill`` (the no-rain value of the network's
+    space), ``valid`` with False (padding never enters a loss or score),
+    ``motion`` with 0; other keys are stacked as they are.
     """
-    if isinstance(source, xr.DataArray):
-        if tuple(source.dims) != ("time", "y", "x"):
-            raise DownpourError(f"nowcast source: expected dims (time, y, x), got {source.dims}")
-        return source
-    src = source if source is not None else nc.target
-    if src is not None:
-        return load_radar(src, step_minutes=nc.step_minutes, coarsen=nc.coarsen)
-    ds = make_embedded_radar(
-        seed=nc.embedded_seed,
-        hours=nc.embedded_hours,
-        height=nc.embedded_size,
-        width=nc.embedded_size,
-        step_minutes=nc.embedded_step_minutes,
-    )
-    da = accumulate(ds["precip_rate"], nc.step_minutes, key="nowcast.step_minutes")
-    da.attrs["source"] = ds.attrs["source"]
-    return coarsen_radar(da, nc.coarsen) if nc.coarsen > 1 else da
+    h = max(it["inputs"].shape[-2] for it in items)
+    w = max(it["inputs"].shape[-1] for it in items)
+    out = {}
+    for key in items[0]:
+        parts = []
+        for it in items:
+            t = it[key]
+            if key in _PAD and t.shape[-2:] != (h, w):
+                value = fill if _PAD[key] is None else _PAD[key]
+                t = torch.nn.functional.pad(
+                    t, (0, w - t.shape[-1], 0, h - t.shape[-2]), value=value
+                )
+            parts.append(t)
+        out[key] = torch.stack(parts)
+    return out
 
 
-def split_blocks(n_times: int, val_fraction: float, test_fraction: float) -> dict[str, slice]:
-    """Contiguous train | val | test index ranges of a time axis of ``n_times`` frames.
-
-    ``train = [0, round(T·(1 − v − t)))``, ``val`` up to ``round(T·(1 − t))``,
-    ``test`` the rest.
-
-    Examples
-    --------
-    >>> split_blocks(10, 0.2, 0.3)
-    {'train': slice(0, 5, None), 'val': slice(5, 7, None), 'test': slice(7, 10, None)}
-    """
-    i_val = int(round(n_times * (1.0 - val_fraction - test_fraction)))
-    i_test = int(round(n_times * (1.0 - test_fraction)))
-    return {"train": slice(0, i_val), "val": slice(i_val, i_test), "test": slice(i_test, n_times)}
-
-
-def training_stats(da: xr.DataArray) -> dict[str, float]:
+def training_stats(blocks: list[xr.DataArray] | xr.DataArray) -> dict[str, float]:
     """Range of the training rain for the rollout checks (mm/h, valid cells only).
+
+    ``blocks``: the training block of each event (or one sequence).
 
     Returns
     -------
@@ -107,38 +98,44 @@ def training_stats(da: xr.DataArray) -> dict[str, float]:
         domain-mean of one frame), ``wet_fraction`` (share of valid cells
         > 0.1 mm/h), ``frames``.
     """
-    v = np.asarray(da.values, dtype=np.float64)
-    finite = np.isfinite(v)
-    n = finite.sum(axis=(1, 2))
-    frames = n > 0
-    if not frames.any():
+    blocks = [blocks] if isinstance(blocks, xr.DataArray) else blocks
+    vmax, total, count, wet, mean_max, n_frames = -np.inf, 0.0, 0, 0, -np.inf, 0
+    for da in blocks:
+        v = np.asarray(da.values, dtype=np.float64)
+        finite = np.isfinite(v)
+        n = finite.sum(axis=(1, 2))
+        frames = n > 0
+        if not frames.any():
+            continue
+        frame_mean = np.where(finite, v, 0.0).sum(axis=(1, 2))[frames] / n[frames]
+        vmax = max(vmax, float(np.nanmax(v)))
+        total += float(v[finite].sum())
+        count += int(finite.sum())
+        wet += int((v[finite] > WET).sum())
+        mean_max = max(mean_max, float(frame_mean.max()))
+        n_frames += int(frames.sum())
+    if count == 0:
         raise DownpourError("nowcast: the training period holds no valid radar pixel")
-    frame_mean = np.where(finite, v, 0.0).sum(axis=(1, 2))[frames] / n[frames]
     return {
-        "max": float(np.nanmax(v)),
-        "mean": float(np.nanmean(v)),
-        "mean_max": float(frame_mean.max()),
-        "wet_fraction": float((v[finite] > WET).mean()),
-        "frames": int(frames.sum()),
+        "max": vmax,
+        "mean": total / count,
+        "mean_max": mean_max,
+        "wet_fraction": wet / count,
+        "frames": n_frames,
     }
 
 
-def block_wet_fraction(da: xr.DataArray) -> float:
-    """Share of valid cells above 0.1 mm/h over the frames of a block (NaN for an empty block)."""
-    v = np.asarray(da.values)
-    finite = np.isfinite(v)
-    return float((v[finite] > WET).mean()) if finite.any() else float("nan")
-
-
 class NowcastDataModule(L.LightningDataModule):
-    """Training and validation windows of one radar sequence, split by time.
+    """Training and validation windows of the radar events, split by block or by event.
 
     Parameters
     ----------
-    da
-        Rain rate in mm/h, dims ``(time, y, x)``, at the model step.
+    events
+        Event name → rain rate in mm/h, dims ``(time, y, x)``, at the model
+        step (:func:`~downpour.nowcast.events.load_events`); one DataArray is
+        one event.
     nc
-        ``nowcast`` section (frames, steps, transform, fractions, batch size).
+        ``nowcast`` section (frames, steps, transform, holdout, batch size).
     seed
         Shuffle seed (``train.seed``).
     num_workers
@@ -146,48 +143,63 @@ class NowcastDataModule(L.LightningDataModule):
 
     Attributes
     ----------
-    blocks : dict of slice
-        Index ranges of :func:`split_blocks`.
+    splits : dict
+        ``{split: {event: block}}`` (:func:`~downpour.nowcast.events.split_events`).
+    train_set, val_set : torch.utils.data.ConcatDataset
+        The windows of every event's training (validation) block; a window
+        never spans two events.
     stats : dict
-        :func:`training_stats` of the training block.
+        :func:`training_stats` of the training blocks.
     wet_fraction : dict
-        Share of wet valid cells of each block (``train``, ``val``, ``test``).
+        Share of wet valid cells of each split (``train``, ``val``, ``test``).
     warnings : list of str
-        The blocks with far less rain than the training block
-        (:func:`downpour.data.splits.dry_split_warnings`).
+        The splits with far less rain than the training split
+        (:func:`downpour.data.splits.dry_split_warnings`), naming their events.
     """
 
     def __init__(
-        self, da: xr.DataArray, nc: NowcastConfig, *, seed: int = 0, num_workers: int = 0
+        self,
+        events: dict[str, xr.DataArray] | xr.DataArray,
+        nc: NowcastConfig,
+        *,
+        seed: int = 0,
+        num_workers: int = 0,
     ) -> None:
         super().__init__()
+        if isinstance(events, xr.DataArray):
+            events = {"source": events}
         self.nc, self.seed, self.num_workers = nc, seed, num_workers
-        self.blocks = split_blocks(da.sizes["time"], nc.val_fraction, nc.test_fraction)
-        t = da["time"].values
+        self.splits = split_events(events, nc)
+        motion = nc.model == "advection"
         sets = {}
         for name in ("train", "val"):
-            block = da.isel(time=self.blocks[name])
-            sets[name] = NowcastWindows(block, nc.n_frames, nc.rollout_steps, nc.transform)
+            parts = [
+                NowcastWindows(block, nc.n_frames, nc.rollout_steps, nc.transform, motion=motion)
+                for block in self.splits[name].values()
+                if block.sizes["time"]
+            ]
+            sets[name] = ConcatDataset([p for p in parts if len(p)] or parts or [_Empty()])
             if len(sets[name]) == 0:
-                span = (
-                    f"{block.sizes['time']} frames"
-                    if block.sizes["time"] == 0
-                    else f"{block.sizes['time']} frames {iso_minute(block['time'].values[0])} .. "
-                    f"{iso_minute(block['time'].values[-1])}"
-                )
                 raise DownpourError(
-                    f"nowcast: the {name} period ({span} of {t.size} from "
-                    f"{iso_minute(t[0])} .. {iso_minute(t[-1])}) holds no window of "
-                    f"{nc.n_frames} + {nc.rollout_steps} consecutive valid frames; "
-                    "use a longer sequence, or change nowcast.val_fraction / "
-                    "nowcast.test_fraction / nowcast.n_frames / nowcast.rollout_steps"
+                    f"nowcast: the {name} split ({_describe(self.splits[name])}) holds no "
+                    f"window of {nc.n_frames} + {nc.rollout_steps} consecutive valid frames "
+                    "inside one event; use longer events, or change nowcast.val_fraction / "
+                    "nowcast.test_fraction / nowcast.val_events / nowcast.n_frames / "
+                    "nowcast.rollout_steps"
                 )
         self.train_set, self.val_set = sets["train"], sets["val"]
-        self.stats = training_stats(da.isel(time=self.blocks["train"]))
+        self.stats = training_stats(list(self.splits["train"].values()))
         self.wet_fraction = {
-            name: block_wet_fraction(da.isel(time=b)) for name, b in self.blocks.items()
+            name: block_wet_fraction(list(self.splits[name].values())) for name in SPLITS
         }
-        self.warnings = dry_split_warnings(self.wet_fraction, what="block")
+        self.warnings = [
+            f"{msg} (events: {', '.join(self.splits[name])})"
+            for name in ("val", "test")
+            for msg in dry_split_warnings(
+                {"train": self.wet_fraction["train"], name: self.wet_fraction[name]}
+            )
+        ]
+        self.collate = partial(pad_collate, fill=no_rain_value(nc.transform))
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -207,6 +219,7 @@ class NowcastDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            collate_fn=self.collate,
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -217,4 +230,5 @@ class NowcastDataModule(L.LightningDataModule):
             batch_size=self.nc.batch_size,
             sampler=ShardSampler(len(self.val_set), rank=rank, world_size=world),
             num_workers=self.num_workers,
+            collate_fn=self.collate,
         )

@@ -53,7 +53,7 @@ from downpour.config import VariableSource
 from downpour.core.errors import DownpourError
 from downpour.core.files import write_dataset
 from downpour.data.rain import WET
-from downpour.nowcast.datamodule import load_nowcast_source
+from downpour.nowcast.events import load_nowcast_source
 from downpour.nowcast.forecasters import FORECASTERS, require_pysteps
 from downpour.nowcast.inits import init_index, step_ns
 from downpour.nowcast.range_check import RolloutRangeWarning, range_messages
@@ -226,6 +226,7 @@ def forecast(
     init: Any,
     hours: float | None = None,
     source: VariableSource | xr.DataArray | None = None,
+    event: str | None = None,
 ) -> xr.Dataset:
     """Nowcast from a checkpoint: roll the model forward from ``init`` for ``hours``.
 
@@ -240,6 +241,9 @@ def forecast(
     source
         Radar file or DataArray (mm/h at the model step); default: the
         checkpoint's ``nowcast.target`` (or the embedded generator).
+    event
+        Name of one of the checkpoint's events (needed when ``nowcast.target``
+        lists several and no ``source`` is given).
 
     Returns
     -------
@@ -248,7 +252,7 @@ def forecast(
     """
     net, cfg, stats = load_nowcaster(checkpoint)
     nc = cfg.nowcast
-    da = load_nowcast_source(nc, source)
+    da = load_nowcast_source(nc, source, event)
     i = init_index(da, init, nc.n_frames)
     steps = _steps_for(hours, da, i)
     if steps < 1:

@@ -36,8 +36,6 @@ unknown nowcast method 'climatology'; valid names: extrapolation, model, persist
 
 from __future__ import annotations
 
-import contextlib
-import io
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -48,7 +46,6 @@ import torch.nn.functional as F
 import xarray as xr
 from torch import nn
 
-from downpour.core.errors import DownpourError
 from downpour.core.registry import Registry
 from downpour.data.rain import (
     TransformKind,
@@ -59,6 +56,7 @@ from downpour.data.rain import (
 )
 from downpour.nowcast.inits import check_window, step_ns
 from downpour.nowcast.module import rollout_batch
+from downpour.nowcast.motion import lk_motion, require_pysteps
 
 __all__ = [
     "FORECASTERS",
@@ -107,7 +105,11 @@ def model_leads(
         of the init frame over the radar domain (:func:`probability_match`,
         ranking the 3×3 mean of the prediction).
     **context
-        Ignored (the other methods' keywords).
+        Ignored (the other methods' keywords). A network with
+        ``needs_motion`` (the advection model) gets the Lucas-Kanade motion of
+        the ``max(2, n_frames)`` frames ending at ``init``
+        (:func:`~downpour.nowcast.motion.lk_motion`), as the extrapolation
+        baseline.
 
     Returns
     -------
@@ -133,9 +135,15 @@ def model_leads(
             matched = probability_match(pred[0, 0], reference, domain, smooth=_RANK_SMOOTH)
             return matched[None, None]
 
+    motion = None
+    if getattr(net, "needs_motion", False):  # the advection model: motion of the input frames
+        n = max(2, n_frames)
+        check_window(source, init, n)
+        rates = np.asarray(source.values[init - n + 1 : init + 1], dtype=np.float64)
+        motion = torch.from_numpy(lk_motion(rates, "the advection nowcaster"))[None].to(dtype)
     with torch.no_grad():
         inputs = torch.from_numpy(x)[None].to(dtype)
-        preds = rollout_batch(net, inputs, enc.to(dtype), post=post)[0]
+        preds = rollout_batch(net, inputs, enc.to(dtype), post=post, motion=motion)[0]
     return inverse_rain_transform(preds.double().numpy(), transform)
 
 
@@ -144,24 +152,6 @@ def persistence_leads(source: xr.DataArray, init: int, n_leads: int, **context: 
     """Repeat the last observed frame at every lead (``context`` is ignored)."""
     check_window(source, init, 1)
     return np.repeat(np.asarray(source.values[init], dtype=np.float64)[None], n_leads, axis=0)
-
-
-def require_pysteps() -> tuple[Any, Any]:
-    """Import pysteps quietly and return its ``motion`` and ``nowcasts`` modules.
-
-    Raises
-    ------
-    DownpourError
-        When pysteps is not installed.
-    """
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # pysteps prints a line on import
-            from pysteps import motion, nowcasts
-    except ImportError:
-        raise DownpourError(
-            "the extrapolation baseline needs pysteps: pip install 'downpour[verify]'"
-        ) from None
-    return motion, nowcasts
 
 
 @FORECASTERS.register("extrapolation")
@@ -177,18 +167,13 @@ def extrapolation_leads(
     is 0. Needs pysteps (and OpenCV for Lucas-Kanade); ``context`` besides
     ``n_frames`` is ignored.
     """
-    motion, nowcasts = require_pysteps()
+    _, nowcasts = require_pysteps()
     n = max(2, n_frames)
     check_window(source, init, n)
     frames = np.asarray(source.values[init - n + 1 : init + 1], dtype=np.float64)
-    dbr = rain_transform(np.nan_to_num(frames, nan=0.0), "dbr")
-    with warnings.catch_warnings():  # LK's outlier filter warns on sparse or flat fields
+    velocity = lk_motion(frames)
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        try:
-            velocity = motion.get_method("LK")(dbr, verbose=False)
-        except Exception as exc:  # pysteps raises MissingOptionalDependency without OpenCV
-            raise DownpourError(f"pysteps Lucas-Kanade motion failed: {exc}") from None
         last = np.nan_to_num(frames[-1], nan=0.0)
         rate = nowcasts.get_method("extrapolation")(last, velocity, n_leads)
     return np.nan_to_num(rate, nan=0.0)

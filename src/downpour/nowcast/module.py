@@ -10,8 +10,9 @@ unrolled that many steps, feeding its predictions back
 is logged (``train/<term>``, ``val/<term>``), plus ``val/MAE`` and
 ``val/MAE_persistence`` (mm/h, first step).
 
-Augmentation (flips of inputs, targets and mask; multiplicative noise on the
-input rates in mm/h; crops, the rainiest of four random ones) is applied to the batch in
+Augmentation (flips of inputs, targets, mask and motion, whose velocity
+component changes sign with its axis; multiplicative noise on the input rates
+in mm/h; crops, the rainiest of four random ones) is applied to the batch in
 ``training_step`` after torch's RNG is reseeded from (seed, epoch, batch), and
 the shuffle order is a function of (seed, epoch), so a resumed run replays
 exactly the batches of an uninterrupted one.
@@ -38,7 +39,7 @@ from downpour.data.rain import (
     no_rain_value,
     rain_transform,
 )
-from downpour.data.transforms import MultiplicativeNoise, RandomFlip
+from downpour.data.transforms import MultiplicativeNoise
 from downpour.models.registry import build_model
 from downpour.nowcast.loss import nowcast_loss
 from downpour.training.base import BaseModule, ratio
@@ -80,8 +81,12 @@ def rollout_batch(
     inputs: torch.Tensor,
     temporal: torch.Tensor,
     post: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    motion: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Unroll the network, feeding each prediction back as the newest input frame.
+
+    A network with ``needs_motion`` (the advection model) unrolls itself
+    (its ``rollout``, given ``motion``); any other is called step by step.
 
     Parameters
     ----------
@@ -100,6 +105,10 @@ def rollout_batch(
     torch.Tensor
         ``(B, K, H, W)``: the predictions of steps 1..K.
     """
+    if getattr(net, "needs_motion", False):
+        if motion is None:
+            raise ValueError("this nowcaster advects: rollout_batch needs the motion field")
+        return net.rollout(inputs, temporal, motion, post)  # type: ignore[operator]
     window, preds = inputs, []
     for k in range(temporal.shape[1]):
         pred = net(window, temporal[:, k])
@@ -110,8 +119,33 @@ def rollout_batch(
     return torch.cat(preds, dim=1)
 
 
+_SPATIAL = ("inputs", "targets", "valid", "motion")
+
+
+def _flip(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Flip each window left-right and up-down with probability 1/2 (torch's global RNG).
+
+    The motion's x velocity changes sign with a left-right flip, its y
+    velocity with an up-down flip.
+    """
+    out = dict(batch)
+    n = batch["inputs"].shape[0]
+    for dim, comp in ((-1, 0), (-2, 1)):
+        flip = torch.rand(n) < 0.5
+        for key in _SPATIAL:
+            t = out.get(key)
+            if t is None:
+                continue
+            f = t.flip(dim)
+            if key == "motion":
+                f = f.clone()
+                f[:, comp] = -f[:, comp]
+            out[key] = torch.where(flip.view(n, *([1] * (t.ndim - 1))), f, t)
+    return out
+
+
 def _rainy_crop(batch: dict[str, torch.Tensor], size: int, dry: float) -> dict[str, torch.Tensor]:
-    """Crop ``inputs``, ``targets``, ``valid`` to ``size`` (one offset for the batch).
+    """Crop the spatial fields of a batch to ``size`` (one offset for the batch).
 
     Of :data:`_CROP_TRIES` random offsets, the one with the most wet valid
     target cells is kept, so that crops of a mostly dry radar domain still
@@ -128,8 +162,9 @@ def _rainy_crop(batch: dict[str, torch.Tensor], size: int, dry: float) -> dict[s
     best = int(torch.argmax(box[ys, xs]))  # first of equals: a dry batch keeps try 0
     y0, x0 = int(ys[best]), int(xs[best])
     out = dict(batch)
-    for key in ("inputs", "targets", "valid"):
-        out[key] = batch[key][..., y0 : y0 + ch, x0 : x0 + cw]
+    for key in _SPATIAL:
+        if key in batch:
+            out[key] = batch[key][..., y0 : y0 + ch, x0 : x0 + cw]
     return out
 
 
@@ -164,7 +199,6 @@ class NowcastModule(BaseModule):
             }
         )
         self.net = build_model("nowcast", cfg, self.stats)
-        self.flip = RandomFlip() if self.nc.flips else None
         channels = range(self.nc.n_frames)
         self.noise = MultiplicativeNoise(self.nc.noise, channels) if self.nc.noise > 0 else None
 
@@ -192,13 +226,8 @@ class NowcastModule(BaseModule):
             rate = inverse_rain_transform(out["inputs"], kind)
             noisy = self.noise({"x": rate})["x"]
             out["inputs"] = rain_transform(noisy, kind)
-        if self.flip is not None:
-            flipped = self.flip({"x": out["inputs"], "y": out["targets"], "mask": out["valid"]})
-            out["inputs"], out["targets"], out["valid"] = (
-                flipped["x"],
-                flipped["y"],
-                flipped["mask"],
-            )
+        if self.nc.flips:
+            out = _flip(out)
         if self.nc.crop is not None:
             out = _rainy_crop(out, self.nc.crop, no_rain_value(kind))
         return out
@@ -207,7 +236,9 @@ class NowcastModule(BaseModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Unrolled prediction and loss; stops with a clear message on a NaN/inf loss."""
         batch = self.augment(batch)
-        preds = rollout_batch(self.net, batch["inputs"], batch["temporal"])
+        preds = rollout_batch(
+            self.net, batch["inputs"], batch["temporal"], motion=batch.get("motion")
+        )
         total, terms = self._loss(preds, batch)
         self.check_finite(
             total,
@@ -222,7 +253,9 @@ class NowcastModule(BaseModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """Loss terms of the unrolled forecast; MAE (mm/h, step 1) of model and persistence."""
-        preds = rollout_batch(self.net, batch["inputs"], batch["temporal"])
+        preds = rollout_batch(
+            self.net, batch["inputs"], batch["temporal"], motion=batch.get("motion")
+        )
         total, terms = self._loss(preds, batch)
         bs = batch["inputs"].shape[0]
         self.log("val/loss", total, batch_size=bs, prog_bar=True, sync_dist=True)

@@ -205,7 +205,8 @@ def coarsen_radar(da: xr.DataArray, factor: int, *, role: str = "nowcast.target"
         if c.dims == ("time",):
             coords[str(name)] = c
         elif c.ndim == 1 and c.dims[0] in ("y", "x"):
-            coords[str(name)] = (c.dims[0], c.values.astype(np.float64).reshape(-1, factor).mean(1))
+            values = c.values.astype(np.float64).reshape(-1, factor).mean(1)
+            coords[str(name)] = (c.dims[0], values, dict(c.attrs))
     coords["valid"] = (("time", "y", "x"), np.isfinite(out))
     attrs = dict(da.attrs)
     attrs.update(coarsen=int(factor), grid_fit=f"crop: {fit.describe()}")

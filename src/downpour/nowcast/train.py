@@ -1,7 +1,7 @@
 """Train the nowcaster of a config in a run directory, and load what it wrote.
 
-``train_nowcast`` trains :class:`~downpour.models.nowcast.NowcastUNet` on a
-radar sequence (``nowcast.target``, or the embedded generator) with the shared
+``train_nowcast`` trains the nowcaster of ``nowcast.model`` on the radar
+events (``nowcast.target``: one file or several, or the embedded generator) with the shared
 Lightning trainer: ``RUN/config.yaml``, ``RUN/checkpoints/nowcast/``,
 ``RUN/logs/nowcast/`` and ``RUN/metrics/train_nowcast.json``
 (:class:`~downpour.core.rundir.RunDir`). ``load_nowcaster`` reads a checkpoint
@@ -21,7 +21,8 @@ from downpour.config import Config, save_config
 from downpour.core.rundir import RunDir
 from downpour.data.splits import DrySplitWarning
 from downpour.models.loading import load_model
-from downpour.nowcast.datamodule import NowcastDataModule, load_nowcast_source
+from downpour.nowcast.datamodule import NowcastDataModule
+from downpour.nowcast.events import load_events
 from downpour.nowcast.module import NowcastModule, nowcast_train_config
 from downpour.nowcast.windows import iso_minute
 from downpour.training.base import BaseModule
@@ -62,15 +63,19 @@ def train_nowcast(
     check_resume(resume, "nowcast")
     run = RunDir(run_dir)
     nc = cfg.nowcast
-    da = load_nowcast_source(nc)
+    events = load_events(nc)
     save_config(cfg, run.config)
     train_cfg = nowcast_train_config(cfg)
     steps: dict[str, int] = {}
 
     def make_datamodule() -> NowcastDataModule:
-        dm = NowcastDataModule(da, nc, seed=train_cfg.seed, num_workers=train_cfg.num_workers)
-        wet = ", ".join(f"{k} {v:.3f}" for k, v in dm.wet_fraction.items())
-        echo(f"wet fraction (> 0.1 mm/h) of the blocks: {wet}")
+        dm = NowcastDataModule(events, nc, seed=train_cfg.seed, num_workers=train_cfg.num_workers)
+        for split, blocks in dm.splits.items():
+            names = ", ".join(f"{k} ({v.sizes['time']} frames)" for k, v in blocks.items())
+            echo(
+                f"{split}: wet fraction (> 0.1 mm/h) {dm.wet_fraction[split]:.3f}; "
+                f"{names or 'no event'}"
+            )
         for message in dm.warnings:
             echo(f"warning: {message}")
             warnings.warn(message, DrySplitWarning, stacklevel=2)
@@ -83,13 +88,19 @@ def train_nowcast(
         return NowcastModule(cfg, dm.stats, steps_per_epoch=steps["steps"])
 
     def describe(module: BaseModule, dm: NowcastDataModule, n_params: int) -> str:
-        t = da["time"].values
+        if len(events) == 1:
+            da = next(iter(events.values()))
+            t = da["time"].values
+            data = (
+                f"at {da.sizes['y']}×{da.sizes['x']}, {nc.step_minutes}-min steps, {t.size} "
+                f"frames {iso_minute(t[0])} .. {iso_minute(t[-1])}"
+            )
+        else:
+            data = f"{nc.model} model, {len(events)} events at {nc.step_minutes}-min steps"
         return (
-            f"nowcast {cfg.name}: {n_params:,} parameters at {da.sizes['y']}×{da.sizes['x']}, "
-            f"{nc.step_minutes}-min steps, {t.size} frames {iso_minute(t[0])} .. "
-            f"{iso_minute(t[-1])}; {len(dm.train_set)} training / {len(dm.val_set)} validation "
-            f"windows, {steps['batches']} batches of {nc.batch_size} × accumulate "
-            f"{nc.accumulate} per epoch"
+            f"nowcast {cfg.name}: {n_params:,} parameters {data}; {len(dm.train_set)} training / "
+            f"{len(dm.val_set)} validation windows, {steps['batches']} batches of "
+            f"{nc.batch_size} × accumulate {nc.accumulate} per epoch"
         )
 
     return fit(

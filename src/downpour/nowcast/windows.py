@@ -226,15 +226,22 @@ class NowcastWindows(Dataset):
     transform
         ``nowcast.transform``.
 
+    motion
+        Also serve the motion of each window's input frames (``motion``,
+        :func:`~downpour.nowcast.motion.window_motions`, computed once here).
+
     Notes
     -----
     An item: ``inputs`` ``(n_frames, H, W)`` and ``targets`` ``(steps, H, W)``
     float32 (transformed), ``valid`` bool ``(1, H, W)`` (finite in every
     frame of the window), ``temporal`` ``(steps, 4)`` (encoding of each
-    target time), ``time`` int64 ns of the first target.
+    target time), ``time`` int64 ns of the first target; with ``motion``,
+    ``motion`` float32 ``(2, H, W)`` in pixels per step.
     """
 
-    def __init__(self, da: xr.DataArray, n_frames: int, steps: int, transform: Any) -> None:
+    def __init__(
+        self, da: xr.DataArray, n_frames: int, steps: int, transform: Any, motion: bool = False
+    ) -> None:
         self.n_frames, self.steps = int(n_frames), int(steps)
         self.base = RadarSequenceDataset(da, self.n_frames + self.steps - 1, transform)
         finite = np.isfinite(np.asarray(da.values))
@@ -244,6 +251,12 @@ class NowcastWindows(Dataset):
             dtype=np.int64,
         )
         self.report = dict(self.base.report, kept=int(self.index.size))
+        self.motion = None
+        if motion:
+            from downpour.nowcast.motion import window_motions  # pysteps: only when asked
+
+            rate = np.asarray(da.values, dtype=np.float64)
+            self.motion = window_motions(rate, self.base.starts[self.index], self.n_frames)
 
     def __len__(self) -> int:
         return int(self.index.size)
@@ -255,10 +268,13 @@ class NowcastWindows(Dataset):
         s = int(self.base.starts[j])
         n = self.n_frames
         times = self.base.times[s + n : s + n + self.steps]
-        return {
+        out = {
             "inputs": frames[:n],
             "targets": frames[n:],
             "valid": item["valid"],
             "temporal": torch.from_numpy(temporal_encoding(times)),
             "time": torch.tensor(times[0].astype(np.int64), dtype=torch.int64),
         }
+        if self.motion is not None:
+            out["motion"] = torch.from_numpy(self.motion[i])
+        return out
