@@ -111,3 +111,32 @@ def test_merged_lead_scores_equal_one_pass_over_both_events():
         assert merged[k]["rmse_norm"] == pytest.approx(s["rmse_norm"])
         assert merged[k]["rapsd"] == pytest.approx(s["rapsd"])
     assert isinstance(a.acc[0], VerificationAccumulator)
+
+
+def test_the_cli_forecasts_one_named_event_and_verifies_all(events_run, tmp_path):
+    from click.testing import CliRunner
+
+    from downpour.cli.nowcast import nowcast
+
+    runner = CliRunner()
+    res = runner.invoke(
+        nowcast, ["forecast", "--checkpoint", str(events_run), "--init", "2021-07-01T01:00"]
+    )
+    assert res.exit_code == 2 and "name one with --event (a, b, c, d)" in res.output
+    out = tmp_path / "fc.nc"
+    res = runner.invoke(
+        nowcast,
+        ["forecast", "--checkpoint", str(events_run), "--event", "c",
+         "--init", "2021-07-01T01:00", "--hours", "1", "--out", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    import xarray as xr
+
+    with xr.open_dataset(out) as ds:
+        assert ds.sizes["lead_time"] == 4 and ds.attrs["method"] == "model"
+    res = runner.invoke(
+        nowcast,
+        ["verify", "--checkpoint", str(events_run), "--n-boot", "50", "--out", str(tmp_path)],
+    )
+    assert res.exit_code == 0, res.output
+    assert "per event" in res.output and "model − extrapolation" in res.output

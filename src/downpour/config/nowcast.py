@@ -62,6 +62,16 @@ class NowcastConfig(Section):
     spectral: Literal["amplitude", "log"] = Field(
         "amplitude", description="spectral term: L1 of FFT amplitudes, or of log amplitudes"
     )
+    w_fss: float = Field(
+        0.0, ge=0.0, description="weight of 1 − FSS of soft exceedances (does not reward fading)"
+    )
+    fss_loss_thresholds: list[float] = Field(
+        [1.0, 5.0], description="thresholds of the FSS loss term, mm/h"
+    )
+    fss_loss_scales: list[int] = Field([1, 5, 11], description="FSS loss neighbourhoods, pixels")
+    fss_loss_sharpness: float = Field(
+        0.1, gt=0.0, description="sigmoid width of the soft exceedance, in transformed units"
+    )
     hours: int = Field(24, ge=1)
     lr: float = Field(1e-3, gt=0.0)
     epochs: int = Field(50, ge=1)

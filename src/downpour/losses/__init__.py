@@ -4,6 +4,7 @@
 - :mod:`~downpour.losses.reconstruction`: intensity-weighted, multi-scale,
   mass, gradient, focal and hurdle terms;
 - :mod:`~downpour.losses.spectral`: Fourier-amplitude term;
+- :mod:`~downpour.losses.fractions`: the fractions skill score as a loss;
 - :mod:`~downpour.losses.latent`: KL with free bits, wet-fraction target;
 - :mod:`~downpour.losses.pinball`: the pinball loss of quantile heads;
 - :mod:`~downpour.losses.ensemble`: almost-fair CRPS per cell, on block means
@@ -18,6 +19,7 @@ The nowcaster's loss lives with the nowcaster (:mod:`downpour.nowcast.loss`).
 from downpour.losses.combine import Term, weighted_sum
 from downpour.losses.cvae import cvae_loss
 from downpour.losses.ensemble import almost_fair_crps, ensemble_mean, pooled_crps, spectral_crps
+from downpour.losses.fractions import fss_loss
 from downpour.losses.generator import ensemble_loss
 from downpour.losses.latent import kl_divergence, sparsity
 from downpour.losses.pinball import pinball_loss, pinball_name
@@ -38,6 +40,7 @@ __all__ = [
     "almost_fair_crps",
     "cvae_loss",
     "ensemble_loss",
+    "fss_loss",
     "ensemble_mean",
     "extreme_focal",
     "gradient_loss",

@@ -1,10 +1,10 @@
-"""The nowcaster's loss: 0.4·L1 + 0.3·spectral + 0.2·MSE + 0.1·gradient (weights configurable)."""
+"""The nowcaster's loss: 0.4·L1 + 0.3·spectral + 0.2·MSE + 0.1·gradient (+ FSS; configurable)."""
 
 from __future__ import annotations
 
 import torch
 
-from downpour.losses import Term, gradient_loss, spectral_loss, weighted_sum
+from downpour.losses import Term, fss_loss, gradient_loss, spectral_loss, weighted_sum
 from downpour.losses.masked import (
     as_float,
     as_mask,
@@ -27,8 +27,17 @@ def nowcast_loss(
     w_mse: float = 0.2,
     w_grad: float = 0.1,
     spectral: str = "amplitude",
+    w_fss: float = 0.0,
+    fss_thresholds: tuple[float, ...] = (),
+    fss_scales: tuple[int, ...] = (1, 5, 11),
+    fss_sharpness: float = 0.1,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Return the nowcast loss ``w_l1·L1 + w_spectral·spectral + w_mse·MSE + w_grad·gradient``.
+
+    Plus ``w_fss · (1 − FSS)`` of soft exceedances of ``fss_thresholds`` (in
+    the space of ``pred``) at ``fss_scales`` (:func:`~downpour.losses.fractions.fss_loss`),
+    the score radar nowcasts are judged by; unlike L1 and MSE it does not
+    reward fading rain whose place is uncertain.
 
     ``L1 = masked_mean |pred − true|``, ``MSE = masked_mean (pred − true)²``,
     ``gradient`` is the signed :func:`gradient_loss` and ``spectral`` compares
@@ -58,13 +67,16 @@ def nowcast_loss(
         Weights (``nowcast.w_*``; docs/models.md#losses: 0.4, 0.3, 0.2, 0.1).
     spectral
         ``"amplitude"`` or ``"log"`` (``nowcast.spectral``).
+    w_fss, fss_thresholds, fss_scales, fss_sharpness
+        Weight (default 0: off), thresholds in the space of ``pred``,
+        neighbourhood sizes and sigmoid width of the FSS term.
 
     Returns
     -------
     total
         Scalar loss to back-propagate.
     terms
-        Unweighted ``l1, spectral, mse, grad`` and ``total`` (not detached).
+        Unweighted ``l1, spectral, mse, grad, fss`` and ``total`` (not detached).
 
     Examples
     --------
@@ -100,5 +112,10 @@ def nowcast_loss(
         ),
         ("mse", w_mse, lambda: masked_mean(err.square(), mask)),
         ("grad", w_grad, lambda: gradient_loss(pred, true, mask, variant="signed")),
+        (
+            "fss",
+            w_fss,
+            lambda: fss_loss(pred, true, mask, fss_thresholds, fss_scales, sharpness=fss_sharpness),
+        ),
     ]
     return weighted_sum(parts, zero=zero)

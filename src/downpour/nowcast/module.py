@@ -216,6 +216,12 @@ class NowcastModule(BaseModule):
             w_mse=nc.w_mse,
             w_grad=nc.w_grad,
             spectral=nc.spectral,
+            w_fss=nc.w_fss,
+            fss_thresholds=tuple(
+                float(rain_transform(torch.tensor(t), nc.transform)) for t in nc.fss_loss_thresholds
+            ),
+            fss_scales=tuple(nc.fss_loss_scales),
+            fss_sharpness=nc.fss_loss_sharpness,
         )
 
     def augment(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -71,9 +71,7 @@ _SCORED = ("model", "persistence")
 RAPSD_BAND_KM = (8.0, 16.0)
 
 
-def _verification_inits(
-    da: xr.DataArray, n_frames: int, block: slice, period: str, every: int
-) -> np.ndarray:
+def _verification_inits(da: xr.DataArray, n_frames: int, block: slice, every: int) -> np.ndarray:
     """Init times whose first lead lies in ``block`` (inputs may come from before it)."""
     t = da["time"].values.astype("datetime64[ns]")
     if block.stop <= block.start:
@@ -218,7 +216,7 @@ def verify_nowcast(
     event_inits: dict[str, np.ndarray] = {}
     t0 = time.perf_counter()
     for name, (da, block) in targets.items():
-        inits = _verification_inits(da, nc.n_frames, block, period, every or nc.verify_every)
+        inits = _verification_inits(da, nc.n_frames, block, every or nc.verify_every)
         if inits.size == 0:
             notes.append(f"event {name}: no init time in the {period} period")
             continue
