@@ -1,5 +1,6 @@
 """nowcast_loss: term values by hand, the spectral variants, masks and gradients."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,10 +61,31 @@ def test_nowcast_loss_multi_step_shares_the_mask_and_has_gradients():
     mask[0, 0, :3] = False
     total, terms = nowcast_loss(pred, true, mask, w_l1=0.4, w_spectral=0.3, w_mse=0.2, w_grad=0.1)
     total.backward()
-    assert set(terms) == {"l1", "spectral", "mse", "grad", "total"}
+    assert set(terms) == {"l1", "spectral", "mse", "grad", "fss", "total"}  # fss: weight 0
     assert torch.isfinite(pred.grad).all()
     assert float(pred.grad[0, :, :3].abs().max()) == 0.0  # masked cells get no gradient
     assert float(pred.grad[0, :, 3:].abs().max()) > 0.0
     full = mask.expand(2, 3, 6, 6)
     _, again = nowcast_loss(pred, true, full, w_l1=1, w_spectral=0, w_mse=0, w_grad=0)
     assert float(again["l1"].detach()) == pytest.approx(float(terms["l1"].detach()))
+
+
+def test_the_fss_term_scores_transformed_thresholds_of_the_config():
+    """nowcast.fss_loss_thresholds are mm/h; the loss sees them in the network's space."""
+    from downpour.config import load_config
+    from downpour.losses.fractions import fss_loss
+    from downpour.nowcast.module import NowcastModule
+
+    cfg = load_config(
+        None,
+        ["nowcast.base_features=4", "nowcast.depth=1", "nowcast.w_fss=2.0",
+         "nowcast.fss_loss_thresholds=[1.0, 5.0]", "nowcast.fss_loss_scales=[1, 3]"],
+    )  # fmt: skip
+    module = NowcastModule(cfg, {"max": 10.0, "mean": 1.0, "mean_max": 2.0})
+    rng = torch.Generator().manual_seed(0)
+    pred = torch.rand(2, 3, 8, 8, generator=rng) * 3
+    true = torch.rand(2, 3, 8, 8, generator=rng) * 3
+    valid = torch.ones(2, 1, 8, 8, dtype=torch.bool)
+    _, terms = module._loss(pred, {"targets": true, "valid": valid})
+    expect = fss_loss(pred, true, valid, [np.log1p(1.0), np.log1p(5.0)], [1, 3])
+    assert float(terms["fss"]) == pytest.approx(float(expect), rel=1e-6)
