@@ -65,3 +65,28 @@ def test_a_model_in_range_raises_no_warning(radar, stub):
         ds = run_forecast(stub(lambda x: x), radar(), init="2021-07-01T02:00", steps=2,
                           n_frames=2, transform="none", stats=STATS)  # fmt: skip
     assert json.loads(ds.attrs["range_warnings"]) == []
+
+
+@pytest.mark.parametrize("smooth", [1, 3])
+def test_probability_matching_ranks_the_prediction_smoothed_as_configured(radar, stub, smooth):
+    from downpour.nowcast.forecasters import probability_match
+
+    da = radar()
+    da[3, 1, :] = [np.nan, 1.0, 2.0, 3.0]
+    da[3, 2, :] = [0.5, 7.0, 0.0, 4.0]
+
+    def fn(x):  # a prediction whose exact and 3×3-mean ranks differ
+        return torch.tensor([[9.0, 0.0, 1.0, 0.0], [0.0, 8.0, 0.0, 0.0], [0.0, 0.0, 0.0, 7.0]],
+                            dtype=x.dtype)[None, None]  # fmt: skip
+
+    ds = run_forecast(stub(fn), da, init="2021-07-01T03:00", steps=1, n_frames=2,
+                      transform="none", prob_match=True, prob_match_smooth=smooth)  # fmt: skip
+    init = torch.from_numpy(np.nan_to_num(da.values[3]).astype(np.float32))
+    domain = torch.from_numpy(np.isfinite(da.values[3]))
+    expect = probability_match(fn(init)[0, 0], init, domain, smooth=smooth).numpy()
+    got = ds["precip_rate"].values[0]
+    np.testing.assert_allclose(got[domain.numpy()], expect[domain.numpy()], rtol=1e-6)
+    with pytest.raises(Exception, match="prob_match_smooth must be odd"):
+        from downpour.config import load_config
+
+        load_config(None, ["nowcast.prob_match_smooth=2"])

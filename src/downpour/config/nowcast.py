@@ -99,6 +99,12 @@ class NowcastConfig(Section):
     prob_match: bool = Field(
         False, description="forecast: give each step the init frame's value distribution"
     )
+    prob_match_smooth: int = Field(
+        3,
+        ge=1,
+        description="probability matching ranks the running mean over this many pixels (odd; "
+        "1: exact ranks)",
+    )
     range_factor: float = Field(
         2.0, gt=1.0, description="rollout warning when max/mean exceed this × the training's"
     )
@@ -119,6 +125,12 @@ class NowcastConfig(Section):
                 f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g} "
                 "leaves less than 10% of the time for training"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _odd_smooth(self) -> NowcastConfig:
+        if self.prob_match_smooth % 2 == 0:
+            raise ValueError(f"nowcast.prob_match_smooth must be odd, got {self.prob_match_smooth}")
         return self
 
     @model_validator(mode="after")

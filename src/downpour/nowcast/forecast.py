@@ -155,6 +155,7 @@ def run_forecast(
     stats: dict[str, float] | None = None,
     range_factor: float = 2.0,
     prob_match: bool = False,
+    prob_match_smooth: int = 3,
 ) -> xr.Dataset:
     """Roll ``net`` forward ``steps`` steps from ``init``, feeding predictions back.
 
@@ -182,7 +183,7 @@ def run_forecast(
         Give every prediction, before it is fed back, the value distribution
         of the init frame over the radar domain
         (:func:`~downpour.nowcast.forecasters.probability_match`, ranking the
-        3×3 mean of the prediction).
+        ``prob_match_smooth`` × ``prob_match_smooth`` mean of the prediction).
 
     Returns
     -------
@@ -195,7 +196,7 @@ def run_forecast(
     i = init_index(da, init, n_frames)
     ds = nowcast(
         "model", da, i, steps, net=net, n_frames=n_frames, transform=transform,
-        prob_match=prob_match,
+        prob_match=prob_match, prob_match_smooth=prob_match_smooth,
     )  # fmt: skip
     ds.attrs["prob_match"] = int(prob_match)
     if stats is not None:
@@ -270,6 +271,7 @@ def forecast(
         stats=stats,
         range_factor=nc.range_factor,
         prob_match=nc.prob_match,
+        prob_match_smooth=nc.prob_match_smooth,
     )
     ds.attrs["checkpoint"] = str(checkpoint)
     return ds

@@ -10,7 +10,8 @@ Every method is registered in :data:`FORECASTERS` and called the same way::
   reads can start a forecast (:func:`~downpour.nowcast.inits.check_window`);
 - ``n_leads``: number of leads;
 - ``context``: keywords, of which each method takes what it needs and
-  ignores the rest: ``net``, ``n_frames``, ``transform`` and ``prob_match``
+  ignores the rest: ``net``, ``n_frames``, ``transform``, ``prob_match`` and
+  ``prob_match_smooth``
   (the trained network, :func:`model_leads`); ``n_frames``
   (:func:`extrapolation_leads`);
 - ``leads``: ``(n_leads, H, W)`` float64 mm/h, raw: the forecast dataset
@@ -74,8 +75,6 @@ Forecaster = Callable[..., np.ndarray]
 #: The nowcast methods by name: ``model``, ``persistence``, ``extrapolation``.
 FORECASTERS: Registry[Forecaster] = Registry("nowcast method")
 
-_RANK_SMOOTH = 3  # probability matching ranks the 3×3 mean of each forecast step
-
 
 @FORECASTERS.register("model")
 def model_leads(
@@ -87,6 +86,7 @@ def model_leads(
     n_frames: int,
     transform: TransformKind,
     prob_match: bool = False,
+    prob_match_smooth: int = 3,
     **context: Any,
 ) -> np.ndarray:
     """Roll ``net`` forward ``n_leads`` steps from frame ``init``, feeding predictions back.
@@ -103,7 +103,8 @@ def model_leads(
     prob_match
         Give every prediction, before it is fed back, the value distribution
         of the init frame over the radar domain (:func:`probability_match`,
-        ranking the 3×3 mean of the prediction).
+        ranking the ``prob_match_smooth`` × ``prob_match_smooth`` mean of the
+        prediction; 1: its exact ranks).
     **context
         Ignored (the other methods' keywords). A network with
         ``needs_motion`` (the advection model) gets the Lucas-Kanade motion of
@@ -132,7 +133,7 @@ def model_leads(
         reference = torch.from_numpy(x[-1]).to(dtype)
 
         def post(pred: torch.Tensor) -> torch.Tensor:
-            matched = probability_match(pred[0, 0], reference, domain, smooth=_RANK_SMOOTH)
+            matched = probability_match(pred[0, 0], reference, domain, smooth=prob_match_smooth)
             return matched[None, None]
 
     motion = None

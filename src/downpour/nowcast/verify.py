@@ -207,7 +207,13 @@ def verify_nowcast(
         except ImportError:
             notes.append("pysteps is not installed: no extrapolation baseline")
     pm = nc.prob_match if prob_match is None else prob_match
-    context = {"net": net, "n_frames": nc.n_frames, "transform": nc.transform, "prob_match": pm}
+    context = {
+        "net": net,
+        "n_frames": nc.n_frames,
+        "transform": nc.transform,
+        "prob_match": pm,
+        "prob_match_smooth": nc.prob_match_smooth,
+    }
     normalise = partial(rain_transform, kind=nc.transform)
     range_msgs: list[str] = []
     example: dict[str, Any] = {}
