@@ -286,7 +286,7 @@ def verify_nowcast(
         "scales": list(nc.fss_scales),
         "transform": nc.transform,
         "prob_match": bool(pm),
-        **_summary(pooled, heavy, n_boot, paired=True),
+        **(pooled_summary := _summary(pooled, heavy, n_boot, paired=True)),
         "freq": pooled["model"].freq.tolist() if not pooled["model"].mixed_grids else [],
         "events": {},
         "range_warnings": range_msgs,
@@ -295,9 +295,10 @@ def verify_nowcast(
     for name, scores in per_event.items():
         da = targets[name][0]
         lead = max((k for k in range(n_leads) if scores["model"].acc[k].n_days), default=last)
+        one = len(per_event) == 1  # the pooled scores are this event's: no second bootstrap
         result["events"][name] = {
             "inits": [iso_minute(t) for t in event_inits[name]],
-            **_summary(scores, heavy, n_boot, paired=True),
+            **(pooled_summary if one else _summary(scores, heavy, n_boot, paired=True)),
             "rapsd_band": _band_ratio(scores, lead, RAPSD_BAND_KM, _pixel_km(da)),
         }
     if out_dir is not None:
