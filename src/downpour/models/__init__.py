@@ -19,6 +19,7 @@ Examples
 from downpour.models.cvae import CVAE
 from downpour.models.loading import LoadedModel, load_model
 from downpour.models.nowcast import NowcastUNet
+from downpour.models.nowcasters import Nowcaster
 from downpour.models.outputs import CVAEOutput
 from downpour.models.registry import MODELS, build_model
 from downpour.models.srdrn import SRDRN
@@ -30,6 +31,7 @@ __all__ = [
     "CVAEOutput",
     "LoadedModel",
     "NowcastUNet",
+    "Nowcaster",
     "build_model",
     "load_model",
 ]

@@ -28,7 +28,6 @@ from torch import nn
 from downpour.config import Config, NowcastConfig
 from downpour.data.rain import DBR_FLOOR, no_rain_value
 from downpour.models.blocks import FiLM
-from downpour.models.registry import MODELS
 
 __all__ = ["INPUT_SCALING", "NowcastUNet", "floor_straight_through"]
 
@@ -75,7 +74,6 @@ class _DoubleConv(nn.Sequential):
         )
 
 
-@MODELS.register("nowcast")
 class NowcastUNet(nn.Module):
     """U-Net that predicts the change of the next radar frame over the last one.
 
@@ -162,16 +160,8 @@ class NowcastUNet(nn.Module):
         )
 
     @classmethod
-    def from_run(cls, cfg: Config, info: dict[str, Any]) -> nn.Module:
-        """Build the network of a run's ``nowcast`` section (``info`` is unused).
-
-        ``nowcast.model: advection`` builds
-        :class:`~downpour.models.advection_nowcast.AdvectionNowcaster` instead.
-        """
-        if cfg.nowcast.model == "advection":
-            from downpour.models.advection_nowcast import AdvectionNowcaster
-
-            return AdvectionNowcaster.from_config(cfg.nowcast)
+    def from_run(cls, cfg: Config, info: dict[str, Any]) -> NowcastUNet:
+        """Build from a run's ``nowcast`` section (``info``, the training statistics, is unused)."""
         return cls.from_config(cfg.nowcast)
 
     @classmethod

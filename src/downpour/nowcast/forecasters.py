@@ -28,6 +28,7 @@ Examples
 ['extrapolation', 'model', 'persistence']
 >>> FORECASTERS.get("persistence")(da, 1, 2, n_frames=3)[:, 0].tolist()
 [[4.0, 5.0], [4.0, 5.0]]
+>>> from downpour.core.errors import DownpourError
 >>> try:
 ...     FORECASTERS.get("climatology")
 ... except DownpourError as exc:
