@@ -33,12 +33,14 @@ __all__ = ["nowcast"]
 
 @click.group(cls=DownpourGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def nowcast() -> None:
-    """Radar nowcasting: train the residual U-Net, forecast, verify.
+    """Radar nowcasting: train the nowcaster, forecast, verify.
 
-    `train` fits the U-Net on a radar sequence (nowcast.target, or the
-    embedded generator); `forecast` rolls a checkpoint forward from an init
-    time; `verify` scores it per lead time against persistence and pysteps'
-    optical-flow extrapolation.
+    `train` fits the network of nowcast.model (advection: extrapolation along
+    the optical-flow motion plus a learned correction; residual: last frame
+    plus a change) on one radar file, several (events), or the embedded
+    generator; `forecast` rolls a checkpoint forward from an init time;
+    `verify` scores it per lead time, per event and pooled, against
+    persistence and pysteps' optical-flow extrapolation.
     """
 
 
