@@ -121,3 +121,12 @@ def test_probability_matching_by_smoothed_ranks_removes_pixel_noise():
     wet = exact > 0
     assert not (wet[:, 1:] & wet[:, :-1]).any() and int(wet.sum()) == 9
     assert torch.equal(probability_match(field, reference, valid, smooth=1), exact)
+
+
+def test_a_given_motion_is_used_instead_of_a_second_optical_flow():
+    """verify computes the Lucas-Kanade motion once per init for the model and the baseline."""
+    pytest.importorskip("pysteps")
+    da = make_embedded_radar(seed=1, hours=2)["precip_rate"]
+    still = np.zeros((2, *da.shape[1:]))
+    leads = FORECASTERS.get("extrapolation")(da, 10, 2, n_frames=4, motion=still)
+    np.testing.assert_allclose(leads[-1], np.nan_to_num(da.values[10]), atol=1e-12)

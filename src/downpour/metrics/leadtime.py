@@ -101,19 +101,15 @@ class LeadScores:
         out = LeadScores(0, [], [], self.transform)
         out.acc = [_untimed(a).merge(_untimed(b)) for a, b in zip(self.acc, other.acc, strict=True)]
         out.sse_norm, out.n = self.sse_norm + other.sse_norm, self.n + other.n
-        same = self.freq.shape == other.freq.shape or not self.freq.size or not other.freq.size
-        out.psd, out.psd_truth = [], []
-        for a, b, out_list in (
-            (self.psd, other.psd, out.psd),
-            (self.psd_truth, other.psd_truth, out.psd_truth),
-        ):
-            for pa, pb in zip(a, b, strict=True):
-                if pa is None or pb is None:
-                    out_list.append(pa if pb is None else pb if pa is None else None)
-                else:
-                    out_list.append(pa + pb if same and pa.shape == pb.shape else None)
+        mixed = self.freq.size and other.freq.size and self.freq.shape != other.freq.shape
+        out.mixed_grids = bool(self.mixed_grids or other.mixed_grids or mixed)
         out.freq = self.freq if self.freq.size else other.freq
-        out.mixed_grids = self.mixed_grids or other.mixed_grids or not same
+
+        def pooled(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+            return a if b is None else b if a is None else None if out.mixed_grids else a + b
+
+        out.psd = [pooled(a, b) for a, b in zip(self.psd, other.psd, strict=True)]
+        out.psd_truth = [pooled(a, b) for a, b in zip(self.psd_truth, other.psd_truth, strict=True)]
         return out
 
     def compute(self) -> list[dict[str, Any]]:

@@ -35,19 +35,17 @@ torch.Size([2, 5, 16, 20])
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
 
-from downpour.config import Config, NowcastConfig
+from downpour.config import NowcastConfig
 from downpour.data.rain import (
     TransformKind,
     inverse_rain_transform,
-    no_rain_value,
     rain_transform,
 )
-from downpour.models.nowcast import INPUT_SCALING, NowcastUNet, floor_straight_through
+from downpour.models.nowcast import NowcastUNet, floor_straight_through, unet_kwargs
 from downpour.models.warp import advect, displacements, warp
 
 __all__ = ["MOTION_SCALE", "AdvectionNowcaster"]
@@ -108,27 +106,12 @@ class AdvectionNowcaster(nn.Module):
             scale=scale,
             extra_channels=_EXTRA,
         )
-        self.n_frames, self.floor, self.scale = n_frames, float(floor), float(scale)
-        self.offset = float(offset)
+        self.floor, self.offset, self.scale = float(floor), float(offset), float(scale)
 
     @classmethod
     def from_config(cls, nc: NowcastConfig) -> AdvectionNowcaster:
         """Build from a ``nowcast`` section (input scaling and floor from its transform)."""
-        offset, scale = INPUT_SCALING[nc.transform]
-        return cls(
-            n_frames=nc.n_frames,
-            base_features=nc.base_features,
-            depth=nc.depth,
-            floor=no_rain_value(nc.transform),
-            offset=offset,
-            scale=scale,
-            transform=nc.transform,
-        )
-
-    @classmethod
-    def from_run(cls, cfg: Config, info: dict[str, Any]) -> AdvectionNowcaster:
-        """Build from a run's ``nowcast`` section (``info`` is unused)."""
-        return cls.from_config(cfg.nowcast)
+        return cls(**unet_kwargs(nc), transform=nc.transform)
 
     def rollout(
         self,

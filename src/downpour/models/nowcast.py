@@ -25,17 +25,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from downpour.config import Config, NowcastConfig
+from downpour.config import NowcastConfig
 from downpour.data.rain import DBR_FLOOR, no_rain_value
 from downpour.models.blocks import FiLM
 
-__all__ = ["INPUT_SCALING", "NowcastUNet", "floor_straight_through"]
+__all__ = ["INPUT_SCALING", "NowcastUNet", "floor_straight_through", "unet_kwargs"]
 
 #: The 1×1 output head starts at this fraction of PyTorch's default initialisation.
 _HEAD_INIT_SCALE = 0.1
 #: Input scaling ``(offset, scale)`` of each rain transform: the network sees
 #: ``(frames − offset) / scale``, about unit range for rain up to ~100 mm/h.
 INPUT_SCALING = {"log": (0.0, 1.0), "dbr": (DBR_FLOOR, 10.0), "none": (0.0, 10.0)}
+
+
+def unet_kwargs(nc: NowcastConfig) -> dict[str, Any]:
+    """Size, floor and input scaling of a ``nowcast`` section's U-Net, as constructor keywords.
+
+    Examples
+    --------
+    >>> from downpour.config import NowcastConfig
+    >>> unet_kwargs(NowcastConfig(transform="dbr"))["floor"]
+    -15.0
+    """
+    offset, scale = INPUT_SCALING[nc.transform]
+    return {
+        "n_frames": nc.n_frames,
+        "base_features": nc.base_features,
+        "depth": nc.depth,
+        "floor": no_rain_value(nc.transform),
+        "offset": offset,
+        "scale": scale,
+    }
 
 
 def floor_straight_through(x: torch.Tensor, floor: float) -> torch.Tensor:
@@ -149,25 +169,7 @@ class NowcastUNet(nn.Module):
     @classmethod
     def from_config(cls, nc: NowcastConfig) -> NowcastUNet:
         """Build the U-Net of a ``nowcast`` section (input scaling and floor from its transform)."""
-        offset, scale = INPUT_SCALING[nc.transform]
-        return cls(
-            n_frames=nc.n_frames,
-            base_features=nc.base_features,
-            depth=nc.depth,
-            floor=no_rain_value(nc.transform),
-            offset=offset,
-            scale=scale,
-        )
-
-    @classmethod
-    def from_run(cls, cfg: Config, info: dict[str, Any]) -> NowcastUNet:
-        """Build from a run's ``nowcast`` section (``info``, the training statistics, is unused)."""
-        return cls.from_config(cfg.nowcast)
-
-    @classmethod
-    def trained_channels_last(cls, cfg: Config) -> bool:
-        """Return ``train.channels_last``: the memory format the nowcaster trained in."""
-        return bool(cfg.train.channels_last)
+        return cls(**unet_kwargs(nc))
 
     def residual(
         self, frames: torch.Tensor, enc: torch.Tensor, extra: torch.Tensor | None = None

@@ -28,7 +28,7 @@ import lightning as L
 import numpy as np
 import torch
 import xarray as xr
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader
 
 from downpour.config import NowcastConfig
 from downpour.core.errors import DownpourError
@@ -39,14 +39,6 @@ from downpour.nowcast.events import SPLITS, block_wet_fraction, split_events
 from downpour.nowcast.windows import NowcastWindows, iso_minute
 
 __all__ = ["NowcastDataModule", "pad_collate", "training_stats"]
-
-
-class _Empty(Dataset):
-    def __len__(self) -> int:
-        return 0
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        raise IndexError(i)
 
 
 def _describe(blocks: dict[str, xr.DataArray]) -> str:
@@ -178,8 +170,7 @@ class NowcastDataModule(L.LightningDataModule):
                 for block in self.splits[name].values()
                 if block.sizes["time"]
             ]
-            sets[name] = ConcatDataset([p for p in parts if len(p)] or parts or [_Empty()])
-            if len(sets[name]) == 0:
+            if not any(len(p) for p in parts):
                 raise DownpourError(
                     f"nowcast: the {name} split ({_describe(self.splits[name])}) holds no "
                     f"window of {nc.n_frames} + {nc.rollout_steps} consecutive valid frames "
@@ -187,6 +178,7 @@ class NowcastDataModule(L.LightningDataModule):
                     "nowcast.test_fraction / nowcast.val_events / nowcast.n_frames / "
                     "nowcast.rollout_steps"
                 )
+            sets[name] = ConcatDataset([p for p in parts if len(p)])
         self.train_set, self.val_set = sets["train"], sets["val"]
         self.stats = training_stats(list(self.splits["train"].values()))
         self.wet_fraction = {

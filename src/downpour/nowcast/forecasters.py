@@ -64,6 +64,7 @@ __all__ = [
     "FORECASTERS",
     "Forecaster",
     "extrapolation_leads",
+    "init_motion",
     "model_leads",
     "persistence_leads",
     "probability_match",
@@ -110,8 +111,8 @@ def model_leads(
         Ignored (the other methods' keywords). A network with
         ``needs_motion`` (the advection model) gets the Lucas-Kanade motion of
         the ``max(2, n_frames)`` frames ending at ``init``
-        (:func:`~downpour.nowcast.motion.lk_motion`), as the extrapolation
-        baseline.
+        (:func:`init_motion`; ``context["motion"]`` when given), as the
+        extrapolation baseline.
 
     Returns
     -------
@@ -139,10 +140,8 @@ def model_leads(
 
     motion = None
     if getattr(net, "needs_motion", False):  # the advection model: motion of the input frames
-        n = max(2, n_frames)
-        check_window(source, init, n)
-        rates = np.asarray(source.values[init - n + 1 : init + 1], dtype=np.float64)
-        motion = torch.from_numpy(lk_motion(rates, "the advection nowcaster"))[None].to(dtype)
+        v = init_motion(source, init, n_frames, context.get("motion"), "the advection nowcaster")
+        motion = torch.from_numpy(v)[None].to(dtype)
     with torch.no_grad():
         inputs = torch.from_numpy(x)[None].to(dtype)
         preds = rollout_batch(net, inputs, enc.to(dtype), post=post, motion=motion)[0]
@@ -167,18 +166,35 @@ def extrapolation_leads(
     frame (mm/h, no-data as 0) is advected ``n_leads`` steps
     (``pysteps.nowcasts.get_method("extrapolation")``); no-data in the result
     is 0. Needs pysteps (and OpenCV for Lucas-Kanade); ``context`` besides
-    ``n_frames`` is ignored.
+    ``n_frames`` and ``motion`` (:func:`init_motion`) is ignored.
     """
     _, nowcasts = require_pysteps()
-    n = max(2, n_frames)
-    check_window(source, init, n)
-    frames = np.asarray(source.values[init - n + 1 : init + 1], dtype=np.float64)
-    velocity = lk_motion(frames)
+    velocity = init_motion(source, init, n_frames, context.get("motion"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        last = np.nan_to_num(frames[-1], nan=0.0)
+        last = np.nan_to_num(np.asarray(source.values[init], dtype=np.float64), nan=0.0)
         rate = nowcasts.get_method("extrapolation")(last, velocity, n_leads)
     return np.nan_to_num(rate, nan=0.0)
+
+
+def init_motion(
+    source: xr.DataArray,
+    init: int,
+    n_frames: int,
+    motion: np.ndarray | None = None,
+    what: str = "the extrapolation baseline",
+) -> np.ndarray:
+    """Lucas-Kanade motion ``(2, H, W)`` of the ``max(2, n_frames)`` frames ending at ``init``.
+
+    ``motion``, when the caller already has it for this init (verification
+    computes it once for the advection model and the extrapolation baseline),
+    is returned as it is; the frames are checked either way.
+    """
+    n = max(2, n_frames)
+    check_window(source, init, n)
+    if motion is not None:
+        return motion
+    return lk_motion(np.asarray(source.values[init - n + 1 : init + 1], dtype=np.float64), what)
 
 
 def probability_match(

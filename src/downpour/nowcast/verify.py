@@ -55,6 +55,7 @@ from downpour.metrics.leadtime import threshold_name as _thr_name
 from downpour.metrics.verification import paired_difference
 from downpour.nowcast.events import load_events, split_blocks
 from downpour.nowcast.forecast import nowcast
+from downpour.nowcast.forecasters import init_motion
 from downpour.nowcast.inits import valid_inits
 from downpour.nowcast.range_check import range_messages
 from downpour.nowcast.train import load_nowcaster
@@ -115,8 +116,9 @@ def _pixel_km(da: xr.DataArray) -> float | None:
     return float(abs(np.median(np.diff(x))) * factor)
 
 
-def _band_ratio(scores: dict[str, LeadScores], lead: int, band: tuple[float, float],
-                km: float | None) -> dict[str, Any]:  # fmt: skip
+def _band_ratio(
+    scores: dict[str, LeadScores], lead: int, band: tuple[float, float], km: float | None
+) -> dict[str, Any]:
     """Power of each method over the observed power in a wavelength band at one lead."""
     out: dict[str, Any] = {"lead_index": lead, "band_km": list(band), "pixel_km": km}
     first = next(iter(scores.values()))
@@ -238,6 +240,8 @@ def verify_nowcast(
                 continue
             truth = np.stack([np.asarray(da.values[r], dtype=np.float64) for r in rows[:k_max]])
             i = index[int(init.astype(np.int64))]
+            if getattr(net, "needs_motion", False):  # one optical flow for model and baseline
+                context["motion"] = init_motion(da, i, nc.n_frames)
             with warnings.catch_warnings(record=True) as caught:
                 fc = {m: nowcast(m, da, i, k_max, **context) for m in _SCORED}
                 out_of_range = range_messages(fc["model"], da, i, stats, nc.range_factor)
@@ -286,7 +290,7 @@ def verify_nowcast(
         "scales": list(nc.fss_scales),
         "transform": nc.transform,
         "prob_match": bool(pm),
-        **(pooled_summary := _summary(pooled, heavy, n_boot, paired=True)),
+        **(pooled_summary := _summary(pooled, heavy, n_boot)),
         "freq": pooled["model"].freq.tolist() if not pooled["model"].mixed_grids else [],
         "events": {},
         "range_warnings": range_msgs,
@@ -298,7 +302,7 @@ def verify_nowcast(
         one = len(per_event) == 1  # the pooled scores are this event's: no second bootstrap
         result["events"][name] = {
             "inits": [iso_minute(t) for t in event_inits[name]],
-            **(pooled_summary if one else _summary(scores, heavy, n_boot, paired=True)),
+            **(pooled_summary if one else _summary(scores, heavy, n_boot)),
             "rapsd_band": _band_ratio(scores, lead, RAPSD_BAND_KM, _pixel_km(da)),
         }
     if out_dir is not None:
@@ -310,9 +314,7 @@ def verify_nowcast(
     return result
 
 
-def _summary(
-    scores: dict[str, LeadScores], heavy: str, n_boot: int, *, paired: bool
-) -> dict[str, Any]:
+def _summary(scores: dict[str, LeadScores], heavy: str, n_boot: int) -> dict[str, Any]:
     """Per-lead scores, bootstrap intervals, paired differences and the persistence check."""
     methods = {m: s.compute() for m, s in scores.items()}
     out: dict[str, Any] = {"methods": methods, "intervals": {}, "paired": {}}
@@ -329,12 +331,11 @@ def _summary(
             else None
             for acc in sc.acc
         ]
-    if paired:
-        for base in [m for m in scores if m != "model"]:
-            out["paired"][f"model-{base}"] = [
-                _interval_leaf(paired_difference(a, b, n_boot=n_boot)) if a.n_days >= 2 else None
-                for a, b in zip(scores["model"].acc, scores[base].acc, strict=True)
-            ]
+    for base in [m for m in scores if m != "model"]:
+        out["paired"][f"model-{base}"] = [
+            _interval_leaf(paired_difference(a, b, n_boot=n_boot)) if a.n_days >= 2 else None
+            for a, b in zip(scores["model"].acc, scores[base].acc, strict=True)
+        ]
     return out
 
 
